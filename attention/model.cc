@@ -85,7 +85,9 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
       ASSIGN_OR_RETURN(l.bv, ToF32(f, p + "self_attn.v_proj.bias"));
     }
     ASSIGN_OR_RETURN(l.wo, ToF32(f, p + "self_attn.o_proj.weight"));
-    if (config.o_bias) ASSIGN_OR_RETURN(l.bo, ToF32(f, p + "self_attn.o_proj.bias"));
+    if (config.o_bias) {
+      ASSIGN_OR_RETURN(l.bo, ToF32(f, p + "self_attn.o_proj.bias"));
+    }
     ASSIGN_OR_RETURN(l.post_norm, ToF32(f, p + "post_attention_layernorm.weight"));
     ASSIGN_OR_RETURN(l.w_gate, ToF32(f, p + "mlp.gate_proj.weight"));
     ASSIGN_OR_RETURN(l.w_up, ToF32(f, p + "mlp.up_proj.weight"));
@@ -93,7 +95,9 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
     m->layers_.push_back(std::move(l));
   }
   ASSIGN_OR_RETURN(m->final_norm_, ToF32(f, "model.norm.weight"));
-  if (!config.tie_word_embeddings) ASSIGN_OR_RETURN(m->lm_head_, ToF32(f, "lm_head.weight"));
+  if (!config.tie_word_embeddings) {
+    ASSIGN_OR_RETURN(m->lm_head_, ToF32(f, "lm_head.weight"));
+  }
   return m;
 }
 
