@@ -78,7 +78,8 @@ AttentionMask CausalMask(int64_t tokens) {
 }
 
 StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<const int32_t> tokens,
-                                              std::span<const int64_t> positions, const AttentionMask& mask) {
+                                              std::span<const int64_t> positions, const AttentionMask& mask,
+                                              std::vector<double>* residual_rms) {
   const ModelConfig& c = model.config();
   const int64_t T = static_cast<int64_t>(tokens.size());
   if (positions.size() != tokens.size() || mask.size() != static_cast<size_t>(T * T)) {
@@ -95,6 +96,14 @@ StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<cons
   for (int64_t t = 0; t < T; ++t) {
     for (int i = 0; i < H; ++i) x[t * H + i] = model.embed()[static_cast<int64_t>(tokens[t]) * H + i];
   }
+  auto record_rms = [&] {
+    if (residual_rms == nullptr) return;
+    double ss = 0;
+    for (double e : x) ss += e * e;
+    residual_rms->push_back(std::sqrt(ss / static_cast<double>(x.size())));
+  };
+  if (residual_rms != nullptr) residual_rms->clear();
+  record_rms();
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = model.layer(l);
     Mat xn = Norm(x, T, H, w.input_norm, c.rms_norm_eps);
@@ -136,6 +145,7 @@ StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<cons
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
     Mat down = Project(gate, T, c.intermediate_size, w.w_down, H, {});
     for (int64_t i = 0; i < T * H; ++i) x[i] += down[i];
+    record_rms();
   }
   Mat xn = Norm(x, T, H, model.final_norm(), c.rms_norm_eps);
   Mat logits = Project(xn, T, H, model.lm_head(), c.vocab_size, {});

@@ -25,8 +25,11 @@ AttentionMask BlockAttentionMask(std::span<const int64_t> block_sizes);
 AttentionMask CausalMask(int64_t tokens);
 
 // Logits (T, vocab) for every position. positions[i] is token i's rotary position. Every row of the mask
-// must allow at least one token. Errors: InvalidArgument for mismatched sizes or bad token ids.
+// must allow at least one token. If `residual_rms` is set it receives the RMS of the residual stream over
+// all tokens after the embedding and after each layer (num_layers + 1 values). Errors: InvalidArgument for
+// mismatched sizes or bad token ids.
 StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<const int32_t> tokens,
-                                              std::span<const int64_t> positions, const AttentionMask& mask);
+                                              std::span<const int64_t> positions, const AttentionMask& mask,
+                                              std::vector<double>* residual_rms = nullptr);
 
 }  // namespace blockkv

@@ -23,11 +23,7 @@ void Forward(const Model& model, const std::vector<float>& inv_freq, std::span<c
   // x: (n, hidden) the residual stream; xn: its normalized copy; q: (n, heads, head_dim);
   // k, v: (n, kv_heads, head_dim); attn: (n, heads, head_dim); gate, up: (n, inter).
   std::vector<float> x(n * hidden), xn(n * hidden), q(n * qd), k(n * kvd), v(n * kvd), attn(n * qd);
-  std::vector<float> gate, up;
-  if (need_hidden) {
-    gate.resize(n * inter);
-    up.resize(n * inter);
-  }
+  std::vector<float> gate(n * inter), up(n * inter);
   Embed(model.embed().data(), tokens.data(), n, hidden, x.data());
   if (outputs.pre_rope != nullptr) {
     outputs.pre_rope->tokens = static_cast<uint32_t>(n);
