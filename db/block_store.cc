@@ -219,58 +219,56 @@ StatusOr<std::unique_ptr<BlockStore>> BlockStoreImpl::OpenImpl(const std::string
     if (fs::exists(path, ec) && !fs::is_empty(path, ec))
       return Status::InvalidArgument(path + ": directory is not empty and holds no blockkv store");
   }
-  std::unique_ptr<BlockStoreImpl> s(new BlockStoreImpl(path, options));
-  rocksdb::DBOptions dbo = MakeDBOptions(options);
-  auto cfs = MakeColumnFamilies(options);
   if (exists) {
     std::vector<std::string> names;
-    rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(dbo, path, &names);
+    rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(MakeDBOptions(options), path, &names);
     if (!ls.ok()) return FromRocks(ls, path);
     for (const char* want : {kMetaCF, kKvCF, kNamesCF, kSysCF})
       if (std::find(names.begin(), names.end(), want) == names.end())
         return Status::InvalidArgument(path + ": a RocksDB database, but not a blockkv store");
+  } else {
+    fs::create_directories(path, ec);
   }
-  rocksdb::Status rs;
-  switch (options.mode) {
-    case OpenMode::kReadWrite:
-      if (exists) {
-        // Fail fast, naming the cause, if another process writes to this store.
-        rs = rocksdb::DB::Open(dbo, path, cfs, &s->handles_, &s->db_);
-      } else {
-        fs::create_directories(path, ec);
-        rs = rocksdb::DB::Open(dbo, path, cfs, &s->handles_, &s->db_);
-      }
-      break;
-    case OpenMode::kReadOnly:
-      rs = rocksdb::DB::OpenForReadOnly(dbo, path, cfs, &s->handles_, &s->db_);
-      break;
-    case OpenMode::kSecondary: {
-      s->secondary_dir_ = options.secondary_path;
-      if (s->secondary_dir_.empty()) {
-        std::string tmpl = (fs::temp_directory_path() / "blockkv-secondary-XXXXXX").string();
-        if (mkdtemp(tmpl.data()) == nullptr)
-          return Status::IOError("cannot create a directory for the secondary instance");
-        s->secondary_dir_ = tmpl;
-        s->remove_secondary_dir_ = true;
-      }
-      rs = rocksdb::DB::OpenAsSecondary(dbo, path, s->secondary_dir_, cfs, &s->handles_, &s->db_);
-      break;
-    }
-  }
-  if (!rs.ok()) {
-    Status st = FromRocks(rs, "opening store " + path);
-    if (s->remove_secondary_dir_) fs::remove_all(s->secondary_dir_, ec);
-    s->db_ = nullptr;
-    return st;
-  }
-  s->meta_ = s->cf(kMetaCF);
-  s->kv_ = s->cf(kKvCF);
-  s->names_ = s->cf(kNamesCF);
-  s->sys_ = s->cf(kSysCF);
+  std::unique_ptr<BlockStoreImpl> s(new BlockStoreImpl(path, options));
+  RETURN_IF_ERROR(s->OpenDB());
   s->pool_ = std::make_unique<ThreadPool>(options.threads);
   RETURN_IF_ERROR(s->LoadState());
   if (options.mode == OpenMode::kReadWrite) s->compactor_ = std::thread([p = s.get()] { p->CompactionLoop(); });
   return std::unique_ptr<BlockStore>(std::move(s));
+}
+
+Status BlockStoreImpl::OpenDB() {
+  rocksdb::DBOptions dbo = MakeDBOptions(options_);
+  auto cfs = MakeColumnFamilies(options_);
+  rocksdb::Status rs;
+  if (options_.mode == OpenMode::kReadWrite) {
+    rs = rocksdb::DB::Open(dbo, path_, cfs, &handles_, &db_);
+  } else {
+    // Secondary mode is a read-only instance reopened by TryCatchUp(): RocksDB's own secondary
+    // instances do not support BlobDB (they crash reading blob files in 7.8; upstream documents the
+    // combination as unsupported).
+    rs = rocksdb::DB::OpenForReadOnly(dbo, path_, cfs, &handles_, &db_,
+                                      /*error_if_wal_file_exists=*/false);
+  }
+  if (!rs.ok()) {
+    db_ = nullptr;
+    handles_.clear();
+    return FromRocks(rs, "opening store " + path_);
+  }
+  meta_ = cf(kMetaCF);
+  kv_ = cf(kKvCF);
+  names_ = cf(kNamesCF);
+  sys_ = cf(kSysCF);
+  return Status::OK();
+}
+
+void BlockStoreImpl::CloseDB() {
+  if (db_ == nullptr) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  handles_.clear();
+  (void)db_->Close();
+  delete db_;
+  db_ = nullptr;
 }
 
 Status BlockStoreImpl::LoadState() {
@@ -340,16 +338,8 @@ BlockStoreImpl::~BlockStoreImpl() {
     compact_cv_.notify_all();
     compactor_.join();
   }
-  if (db_ != nullptr) {
-    if (options_.mode == OpenMode::kReadWrite) (void)Flush();
-    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-    (void)db_->Close();
-    delete db_;
-  }
-  if (remove_secondary_dir_) {
-    std::error_code ec;
-    fs::remove_all(secondary_dir_, ec);
-  }
+  if (db_ != nullptr && options_.mode == OpenMode::kReadWrite) (void)Flush();
+  CloseDB();
 }
 
 rocksdb::WriteOptions BlockStoreImpl::WriteOpts() const {
@@ -736,7 +726,25 @@ StatusOr<BlockMeta> BlockStoreImpl::GetMeta(const BlockId& id) {
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), meta_, id.AsBytes(), &v);
   if (rs.IsNotFound()) return Status::NotFound(IdText(id) + " is not in the store");
   RETURN_IF_ERROR(FromRocks(rs, IdText(id)));
-  return DecodeMeta(id, std::string_view(v.data(), v.size()));
+  ASSIGN_OR_RETURN(BlockMeta m, DecodeMeta(id, std::string_view(v.data(), v.size())));
+  FillLastAccess(&m);
+  return m;
+}
+
+void BlockStoreImpl::FillLastAccess(BlockMeta* m) {
+  if (options_.mode == OpenMode::kReadWrite) {
+    std::lock_guard<std::mutex> l(index_mu_);
+    auto e = index_.find(m->id);
+    if (e != index_.end()) {
+      m->last_access_micros = e->second.last_access;
+      return;
+    }
+  }
+  std::string a;
+  if (db_->Get(rocksdb::ReadOptions(), sys_, AccessKey(m->id), &a).ok() && a.size() == 8)
+    std::memcpy(&m->last_access_micros, a.data(), 8);
+  else
+    m->last_access_micros = m->created_micros;
 }
 
 StatusOr<bool> BlockStoreImpl::Contains(const BlockId& id) {
@@ -791,18 +799,7 @@ Status BlockStoreImpl::List(const ListOptions& options,
                                                                   it->value().size())));
     if (options.model && m.model != *options.model) continue;
     if (options.pinned_only && !m.pinned) continue;
-    if (options_.mode == OpenMode::kReadWrite) {
-      std::lock_guard<std::mutex> l(index_mu_);
-      auto e = index_.find(id);
-      if (e != index_.end()) m.last_access_micros = e->second.last_access;
-    }
-    if (m.last_access_micros == 0) {
-      std::string a;
-      if (db_->Get(rocksdb::ReadOptions(), sys_, AccessKey(id), &a).ok() && a.size() == 8)
-        std::memcpy(&m.last_access_micros, a.data(), 8);
-      else
-        m.last_access_micros = m.created_micros;
-    }
+    FillLastAccess(&m);
     if (!fn(m)) break;
   }
   return FromRocks(it->status(), path_ + ": listing blocks");
@@ -819,7 +816,9 @@ StatusOr<BlockId> BlockStoreImpl::ResolveName(const std::string& name) {
 
 Status BlockStoreImpl::TryCatchUp() {
   if (options_.mode != OpenMode::kSecondary) return Status::OK();
-  return FromRocks(db_->TryCatchUpWithPrimary(), path_ + ": catching up with the writer");
+  CloseDB();
+  RETURN_IF_ERROR(OpenDB());
+  return LoadState();
 }
 
 }  // namespace blockkv

@@ -31,7 +31,7 @@ namespace blockkv {
 enum class OpenMode {
   kReadWrite,  // the single writer; creates the store if StoreOptions::create_if_missing
   kReadOnly,   // a view as of open; works beside a live writer but does not see its later writes
-  kSecondary,  // follows a live writer; call TryCatchUp() to see its newer writes
+  kSecondary,  // like kReadOnly, and TryCatchUp() moves the view forward to the writer's latest writes
 };
 
 struct StoreOptions {
@@ -50,9 +50,6 @@ struct StoreOptions {
   int threads = 0;
   // fsync the write-ahead log on every acknowledged write. Default: true.
   bool sync_writes = true;
-  // For kSecondary: a directory for the secondary instance's own files. Empty = a fresh temporary
-  // directory, removed on close. Default: "".
-  std::string secondary_path;
   // Block cache for metadata tables, bytes. Default: 32 MiB.
   uint64_t meta_cache_bytes = 32ull << 20;
 };
@@ -66,7 +63,7 @@ struct BlockMeta {
   uint32_t kv_heads = 0;
   uint32_t head_dim = 0;
   DType dtype = DType::kBF16;
-  Codec codec = Codec::kRaw;
+  Codec codec = Codec::kRaw;   // as requested at write; a layer it would not shrink is stored raw
   std::string name;            // empty if the block has none
   uint64_t raw_bytes = 0;      // all layers' K and V, decoded
   uint64_t stored_bytes = 0;   // all layers' encoded values as stored
@@ -201,7 +198,8 @@ class BlockStore {
   // Persists in-memory recency information (done on close and periodically).
   virtual Status Flush() = 0;
 
-  // Secondary mode: catches up with the writer's latest writes. A no-op OK in other modes.
+  // Secondary mode: catches up with the writer's latest acknowledged writes (by reopening the view).
+  // Must not run concurrently with other calls on this object. A no-op OK in other modes.
   virtual Status TryCatchUp() = 0;
 
   virtual const std::string& path() const = 0;

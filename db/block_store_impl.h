@@ -85,6 +85,8 @@ class BlockStoreImpl final : public BlockStore {
   };
 
   BlockStoreImpl(std::string path, const StoreOptions& options);
+  Status OpenDB();
+  void CloseDB();
   Status LoadState();
   Status RequireWriter(const char* op) const;
   rocksdb::WriteOptions WriteOpts() const;
@@ -102,14 +104,13 @@ class BlockStoreImpl final : public BlockStore {
                      Counters* c, const std::vector<BlockId>& deleted = {});
   StatusOr<Counters> ReadCounters();
   void Touch(const BlockId& id);
+  void FillLastAccess(BlockMeta* m);
   void MaybeScheduleCompaction(uint64_t freed);
   void CompactionLoop();
   rocksdb::ColumnFamilyHandle* cf(const char* name) const;
 
   std::string path_;
   StoreOptions options_;
-  std::string secondary_dir_;  // removed on close if we created it
-  bool remove_secondary_dir_ = false;
   rocksdb::DB* db_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;

@@ -174,13 +174,26 @@ Status EncodeTensor(std::span<const ConstPiece> pieces, DType dtype, const uint3
     const size_t desc_at = out->size();
     out->resize(desc_at + esize * kPlaneDescBytes);
     for (size_t b = 0; b < esize; ++b) {
-      // The most significant plane (sign, exponent, top mantissa bits) always compresses; the others
-      // are kept only if compressing them saves at least 3%.
-      s.compressed.resize(ZSTD_compressBound(n));
-      size_t c = ZSTD_compressCCtx(s.cctx, s.compressed.data(), s.compressed.size(), planes[b], n,
-                                   options.zstd_level);
+      // The most significant plane (sign, exponent, top mantissa bits) is kept compressed if it
+      // shrinks at all; the others only if compressing saves at least 3%.
+      // Low planes are mostly mantissa noise: a 16 KiB sample decides whether trying the whole plane
+      // is worth the time.
+      bool try_plane = b == 0;
+      if (!try_plane) {
+        const size_t sample = std::min<size_t>(n, 16384);
+        s.compressed.resize(ZSTD_compressBound(sample));
+        size_t c = ZSTD_compressCCtx(s.cctx, s.compressed.data(), s.compressed.size(), planes[b],
+                                     sample, options.zstd_level);
+        try_plane = !ZSTD_isError(c) && c < sample - sample / 32;
+      }
+      size_t c = 0;
+      if (try_plane) {
+        s.compressed.resize(ZSTD_compressBound(n));
+        c = ZSTD_compressCCtx(s.cctx, s.compressed.data(), s.compressed.size(), planes[b], n,
+                              options.zstd_level);
+      }
       uint8_t mode = kPlaneRaw;
-      if (!ZSTD_isError(c) && (b == 0 ? c < n : c < n - n / 32)) mode = kPlaneZstd;
+      if (try_plane && !ZSTD_isError(c) && (b == 0 ? c < n : c < n - n / 32)) mode = kPlaneZstd;
       const uint64_t stored = mode == kPlaneZstd ? c : n;
       char* desc = out->data() + desc_at + b * kPlaneDescBytes;
       desc[0] = static_cast<char>(mode);
@@ -189,6 +202,12 @@ Status EncodeTensor(std::span<const ConstPiece> pieces, DType dtype, const uint3
         out->append(s.compressed.data(), c);
       else
         out->append(planes[b], n);
+    }
+    if (out->size() - kValueHeaderSize >= raw_bytes) {
+      // Incompressible (or tiny) tensor: store it raw rather than larger than it is.
+      EncodeOptions raw_opts = options;
+      raw_opts.codec = Codec::kRaw;
+      return EncodeTensor(pieces, dtype, dims, raw_opts, out);
     }
   } else {
     return Status::InvalidArgument("unknown codec " + std::to_string(static_cast<int>(options.codec)));

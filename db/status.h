@@ -111,7 +111,7 @@ class [[nodiscard]] StatusOr {
 // ASSIGN_OR_RETURN(auto x, Foo()): evaluates Foo() (a StatusOr), returns its status on error, else
 // moves the value into x.
 #define ASSIGN_OR_RETURN(lhs, expr) \
-  ASSIGN_OR_RETURN_IMPL(BLOCKKV_CONCAT(_status_or_, __LINE__), lhs, expr)
+  ASSIGN_OR_RETURN_IMPL(BLOCKKV_CONCAT(_status_or_, __COUNTER__), lhs, expr)
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                          \
   if (!tmp.ok()) return tmp.status();         \

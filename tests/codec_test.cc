@@ -35,7 +35,9 @@ BOOST_DATA_TEST_CASE(round_trip_every_dtype_and_odd_shapes,
   auto h = ParseTensorHeader(enc);
   BOOST_REQUIRE(h.ok());
   BOOST_TEST(h->raw_bytes() == raw.size());
-  BOOST_TEST((h->codec == codec));
+  // zstd-split falls back to raw when it would not shrink the tensor (tiny shapes).
+  BOOST_TEST((h->codec == codec || (h->codec == Codec::kRaw && enc.size() >= kValueHeaderSize + raw.size())));
+  BOOST_TEST(enc.size() <= kValueHeaderSize + raw.size());
   // Decode into two pieces (K and V) as the store does, poisoned first.
   std::vector<uint8_t> k(raw.size() / 2, 0xAB), v(raw.size() / 2, 0xCD);
   MutablePiece pieces[2] = {{k.data(), k.size()}, {v.data(), v.size()}};

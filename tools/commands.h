@@ -1,0 +1,13 @@
+// Each file registers its subcommands on the blockkv app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace blockkv::cli {
+
+void RegisterAdminCommands(CLI::App& app);     // ls, stat, show, verify, rm, evict, budget, compact, pin, unpin
+void RegisterExchangeCommands(CLI::App& app);  // import, export
+void RegisterBenchStoreCommand(CLI::App& app); // bench-store
+void RegisterRuntimeCommands(CLI::App& app);   // make-model, run, demo
+
+}  // namespace blockkv::cli
