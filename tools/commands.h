@@ -9,5 +9,6 @@ void RegisterAdminCommands(CLI::App& app);     // ls, stat, show, verify, rm, ev
 void RegisterExchangeCommands(CLI::App& app);  // import, export
 void RegisterBenchStoreCommand(CLI::App& app); // bench-store
 void RegisterRuntimeCommands(CLI::App& app);   // make-model, run, demo
+void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 
 }  // namespace blockkv::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterExchangeCommands(app);
   blockkv::cli::RegisterBenchStoreCommand(app);
   blockkv::cli::RegisterRuntimeCommands(app);
+  blockkv::cli::RegisterBenchCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
