@@ -1,7 +1,7 @@
 // Key/value tensors exchanged between the runtime, the store and the engine.
 //
-// Layout everywhere: per layer, token-major (tokens, kv_heads, head_dim) float32 — the store's layout
-// (DESIGN §4), so one block's layer is one contiguous slab of a token-major cache.
+// Layout everywhere: per layer, token-major (tokens, kv_heads, head_dim) float32 — the store's
+// layout (DESIGN §4), so one block's layer is one contiguous slab of a token-major cache.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +9,9 @@
 
 namespace blockkv {
 
-// One encoded block: per-layer keys before RoPE and values, computed with block-local causal attention at
-// positions 0 .. tokens-1. Pre-RoPE keys and values do not depend on where the block later sits in a
-// prompt (DESIGN §2), so a BlockKV can be stored once and reused at any offset.
+// One encoded block: per-layer keys before RoPE and values, computed with block-local causal
+// attention at positions 0 .. tokens-1. Pre-RoPE keys and values do not depend on where the block
+// later sits in a prompt (DESIGN §2), so a BlockKV can be stored once and reused at any offset.
 struct BlockKV {
   uint32_t tokens = 0;
   std::vector<std::vector<float>> k;  // [layer] -> (tokens, kv_heads, head_dim), pre-RoPE

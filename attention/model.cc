@@ -33,10 +33,12 @@ StatusOr<std::vector<float>> ToF32(const WeightFiles& files, const std::string& 
 
 }  // namespace
 
-StatusOr<ModelFingerprint> ComputeModelFingerprint(const ModelConfig& config, const WeightFiles& files) {
+StatusOr<ModelFingerprint> ComputeModelFingerprint(const ModelConfig& config,
+                                                   const WeightFiles& files) {
   RETURN_IF_ERROR(files.Validate(config));
   std::unique_ptr<XXH3_state_t, XXH3StateDeleter> st(XXH3_createState());
-  if (!st || XXH3_128bits_reset(st.get()) != XXH_OK) return Status::Internal("XXH3 state allocation failed");
+  if (!st || XXH3_128bits_reset(st.get()) != XXH_OK)
+    return Status::Internal("XXH3 state allocation failed");
   HashString(st.get(), config.CanonicalString());
   std::vector<TensorSpec> specs = ExpectedTensors(config);
   std::sort(specs.begin(), specs.end(),

@@ -12,7 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-// Reads fields of one JSON object, turning every problem into a Status that names the file and field.
+// Reads fields of one JSON object, turning every problem into a Status that names the file and
+// field.
 class FieldReader {
  public:
   FieldReader(const json& obj, std::string label, std::string prefix = "")
@@ -41,7 +42,8 @@ class FieldReader {
   }
   StatusOr<int> PositiveInt(const char* key) const {
     ASSIGN_OR_RETURN(int64_t v, Int(key));
-    if (v <= 0 || v > (1 << 30)) return Error(key, "must be a positive integer, got " + std::to_string(v));
+    if (v <= 0 || v > (1 << 30))
+      return Error(key, "must be a positive integer, got " + std::to_string(v));
     return static_cast<int>(v);
   }
   StatusOr<double> Number(const char* key) const {
@@ -73,11 +75,13 @@ class FieldReader {
   std::string prefix_;
 };
 
-StatusOr<std::vector<int32_t>> TokenIdList(const json& v, const std::string& label, const char* key) {
+StatusOr<std::vector<int32_t>> TokenIdList(const json& v, const std::string& label,
+                                           const char* key) {
   std::vector<int32_t> out;
   auto one = [&](const json& x) -> Status {
     if (!x.is_number_integer()) {
-      return Status::InvalidArgument(label + ": field '" + key + "' is not a token id or list of them");
+      return Status::InvalidArgument(label + ": field '" + key +
+                                     "' is not a token id or list of them");
     }
     out.push_back(static_cast<int32_t>(x.get<int64_t>()));
     return Status::OK();
@@ -134,18 +138,24 @@ Status ReadRopeScaling(const json& params, const std::string& label, const std::
 
 const char* ArchitectureName(Architecture a) {
   switch (a) {
-    case Architecture::kLlama: return "LlamaForCausalLM";
-    case Architecture::kMistral: return "MistralForCausalLM";
-    case Architecture::kQwen2: return "Qwen2ForCausalLM";
+    case Architecture::kLlama:
+      return "LlamaForCausalLM";
+    case Architecture::kMistral:
+      return "MistralForCausalLM";
+    case Architecture::kQwen2:
+      return "Qwen2ForCausalLM";
   }
   return "?";
 }
 
 const char* RopeTypeName(RopeConfig::Type t) {
   switch (t) {
-    case RopeConfig::Type::kDefault: return "default";
-    case RopeConfig::Type::kLinear: return "linear";
-    case RopeConfig::Type::kLlama3: return "llama3";
+    case RopeConfig::Type::kDefault:
+      return "default";
+    case RopeConfig::Type::kLinear:
+      return "linear";
+    case RopeConfig::Type::kLlama3:
+      return "llama3";
   }
   return "?";
 }
@@ -195,7 +205,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
     if (model_type == "mistral") arch_name = "MistralForCausalLM";
     if (model_type == "qwen2") arch_name = "Qwen2ForCausalLM";
     if (arch_name.empty()) {
-      return Status::NotSupported(label + ": neither 'architectures' nor a supported 'model_type' (got '" +
+      return Status::NotSupported(label +
+                                  ": neither 'architectures' nor a supported 'model_type' (got '" +
                                   model_type + "')");
     }
   }
@@ -243,10 +254,12 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
 
   ASSIGN_OR_RETURN(std::string act, r.String("hidden_act", "silu"));
   if (act != "silu") {
-    return Status::NotSupported(label + ": field 'hidden_act' is '" + act + "'; only silu is supported");
+    return Status::NotSupported(label + ": field 'hidden_act' is '" + act +
+                                "'; only silu is supported");
   }
   ASSIGN_OR_RETURN(bool mlp_bias, r.Bool("mlp_bias", false));
-  if (mlp_bias) return Status::NotSupported(label + ": field 'mlp_bias' is true; MLP biases are not supported");
+  if (mlp_bias)
+    return Status::NotSupported(label + ": field 'mlp_bias' is true; MLP biases are not supported");
   ASSIGN_OR_RETURN(bool attention_bias, r.Bool("attention_bias", false));
   if (c.arch == Architecture::kQwen2) {
     // Qwen2Attention hard-codes bias=True for q/k/v and bias=False for o_proj.
@@ -260,7 +273,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
 
   // Sliding window: Mistral applies it whenever set; Qwen2 only with use_sliding_window.
   ASSIGN_OR_RETURN(bool use_sliding_window, r.Bool("use_sliding_window", false));
-  if ((c.arch == Architecture::kMistral || (c.arch == Architecture::kQwen2 && use_sliding_window)) &&
+  if ((c.arch == Architecture::kMistral ||
+       (c.arch == Architecture::kQwen2 && use_sliding_window)) &&
       r.Has("sliding_window")) {
     ASSIGN_OR_RETURN(int64_t w, r.Int("sliding_window"));
     if (w <= 0) return r.Error("sliding_window", "must be positive");
@@ -276,7 +290,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
   if (!dtype_name.empty()) c.torch_dtype = ParseDType(dtype_name);
 
   if (r.Has("bos_token_id")) {
-    ASSIGN_OR_RETURN(std::vector<int32_t> bos, TokenIdList(j["bos_token_id"], label, "bos_token_id"));
+    ASSIGN_OR_RETURN(std::vector<int32_t> bos,
+                     TokenIdList(j["bos_token_id"], label, "bos_token_id"));
     if (!bos.empty()) c.bos_token_id = bos[0];
   }
   if (r.Has("eos_token_id")) {
@@ -288,7 +303,8 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
   if (r.Has("rope_parameters")) {
     const json* p = &j["rope_parameters"];
     std::string prefix = "rope_parameters.";
-    // Models with several attention types nest one dict per type; these architectures use full attention.
+    // Models with several attention types nest one dict per type; these architectures use full
+    // attention.
     if (p->is_object() && !p->contains("rope_type") && !p->contains("rope_theta") &&
         p->contains("full_attention")) {
       p = &(*p)["full_attention"];
@@ -320,8 +336,9 @@ StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::
   // HF: dim = int(head_dim * partial_rotary_factor).
   c.rope.rotary_dim = static_cast<int>(c.head_dim * partial_rotary_factor);
   if (c.rope.rotary_dim <= 0 || c.rope.rotary_dim % 2 != 0) {
-    return r.Error("partial_rotary_factor",
-                   "gives rotary dimension " + std::to_string(c.rope.rotary_dim) + ", not a positive even number");
+    return r.Error("partial_rotary_factor", "gives rotary dimension " +
+                                                std::to_string(c.rope.rotary_dim) +
+                                                ", not a positive even number");
   }
   return c;
 }

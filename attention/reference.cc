@@ -44,7 +44,8 @@ void Rotate(Mat& x, int64_t T, int heads, int head_dim, const std::vector<float>
   for (int64_t t = 0; t < T; ++t) {
     for (int i = 0; i < half; ++i) {
       const float angle = static_cast<float>(positions[t]) * inv_freq[i];
-      const double c = std::cos(static_cast<double>(angle)), s = std::sin(static_cast<double>(angle));
+      const double c = std::cos(static_cast<double>(angle)),
+                   s = std::sin(static_cast<double>(angle));
       for (int h = 0; h < heads; ++h) {
         double* v = &x[(t * heads + h) * head_dim];
         const double a = v[i], b = v[i + half];
@@ -78,7 +79,8 @@ AttentionMask CausalMask(int64_t tokens) {
 }
 
 StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<const int32_t> tokens,
-                                              std::span<const int64_t> positions, const AttentionMask& mask,
+                                              std::span<const int64_t> positions,
+                                              const AttentionMask& mask,
                                               std::vector<double>* residual_rms) {
   const ModelConfig& c = model.config();
   const int64_t T = static_cast<int64_t>(tokens.size());
@@ -86,7 +88,8 @@ StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<cons
     return Status::InvalidArgument("reference: tokens, positions and mask sizes disagree");
   }
   for (int32_t id : tokens) {
-    if (id < 0 || id >= c.vocab_size) return Status::InvalidArgument("reference: token id out of range");
+    if (id < 0 || id >= c.vocab_size)
+      return Status::InvalidArgument("reference: token id out of range");
   }
   const int H = c.hidden_size, hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads;
   const std::vector<float> inv_freq = ComputeInvFreq(c.rope);
@@ -94,7 +97,8 @@ StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<cons
 
   Mat x(T * H);
   for (int64_t t = 0; t < T; ++t) {
-    for (int i = 0; i < H; ++i) x[t * H + i] = model.embed()[static_cast<int64_t>(tokens[t]) * H + i];
+    for (int i = 0; i < H; ++i)
+      x[t * H + i] = model.embed()[static_cast<int64_t>(tokens[t]) * H + i];
   }
   auto record_rms = [&] {
     if (residual_rms == nullptr) return;
@@ -133,7 +137,8 @@ StatusOr<std::vector<float>> ReferenceForward(const Model& model, std::span<cons
         }
         for (int64_t j = 0; j < T; ++j) {
           if (!mask[i * T + j]) continue;
-          for (int d = 0; d < hd; ++d) attn[(i * nh + h) * hd + d] += score[j] / total * v[(j * nkv + g) * hd + d];
+          for (int d = 0; d < hd; ++d)
+            attn[(i * nh + h) * hd + d] += score[j] / total * v[(j * nkv + g) * hd + d];
         }
       }
     }

@@ -10,8 +10,8 @@ std::vector<float> ComputeInvFreq(const RopeConfig& rope) {
   assert(dim > 0 && dim % 2 == 0);
   const int half = dim / 2;
   std::vector<float> inv(half);
-  // _compute_default_rope_parameters: base ** (arange(0, dim, 2, int64).float() / dim) in float32 (the
-  // python-float base becomes a float32 operand), then 1.0 / x.
+  // _compute_default_rope_parameters: base ** (arange(0, dim, 2, int64).float() / dim) in float32
+  // (the python-float base becomes a float32 operand), then 1.0 / x.
   const float base = static_cast<float>(rope.theta);
   for (int i = 0; i < half; ++i) {
     float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
@@ -22,8 +22,8 @@ std::vector<float> ComputeInvFreq(const RopeConfig& rope) {
     const float factor = static_cast<float>(rope.factor);
     for (float& f : inv) f = f / factor;  // inv_freq /= factor
   } else if (rope.type == RopeConfig::Type::kLlama3) {
-    // _compute_llama3_parameters, one float32 operation at a time. Python-scalar operands become float32;
-    // `scalar / tensor` is tensor.reciprocal() * scalar in torch.
+    // _compute_llama3_parameters, one float32 operation at a time. Python-scalar operands become
+    // float32; `scalar / tensor` is tensor.reciprocal() * scalar in torch.
     const float factor = static_cast<float>(rope.factor);
     const float low = static_cast<float>(rope.low_freq_factor);
     const float high = static_cast<float>(rope.high_freq_factor);
@@ -48,7 +48,8 @@ std::vector<float> ComputeInvFreq(const RopeConfig& rope) {
   return inv;
 }
 
-RopeTable BuildRopeTable(const std::vector<float>& inv_freq, int64_t first_position, int64_t count) {
+RopeTable BuildRopeTable(const std::vector<float>& inv_freq, int64_t first_position,
+                         int64_t count) {
   RopeTable t;
   t.first_position = first_position;
   t.count = count;
@@ -58,7 +59,8 @@ RopeTable BuildRopeTable(const std::vector<float>& inv_freq, int64_t first_posit
   for (int64_t p = 0; p < count; ++p) {
     const float pos = static_cast<float>(first_position + p);
     for (int i = 0; i < t.half; ++i) {
-      const float angle = inv_freq[i] * pos;  // float32 product, as HF's float32 matmul of 1-wide inner dim
+      const float angle =
+          inv_freq[i] * pos;  // float32 product, as HF's float32 matmul of 1-wide inner dim
       t.cos[p * t.half + i] = std::cos(angle);
       t.sin[p * t.half + i] = std::sin(angle);
     }

@@ -1,11 +1,12 @@
 // Rotary position embeddings, bit-for-bit in the arithmetic order HF transformers uses.
 //
-// inv_freq is computed in float32 as transformers does (`1 / base ** (arange(0, dim, 2).float() / dim)`,
-// then the linear or llama3 adjustment), the angle of position p is float32(p) * inv_freq[i] rounded to
-// float32, and cos/sin are taken of that float32 angle. Rotation follows rotate_half: dimension i pairs with
-// i + rotary_dim/2 (not interleaved pairs).
+// inv_freq is computed in float32 as transformers does (`1 / base ** (arange(0, dim, 2).float() /
+// dim)`, then the linear or llama3 adjustment), the angle of position p is float32(p) * inv_freq[i]
+// rounded to float32, and cos/sin are taken of that float32 angle. Rotation follows rotate_half:
+// dimension i pairs with i + rotary_dim/2 (not interleaved pairs).
 //
-// Keys are stored pre-RoPE (DESIGN §2) and rotated once at their real positions `offset + i` by ApplyRope.
+// Keys are stored pre-RoPE (DESIGN §2) and rotated once at their real positions `offset + i` by
+// ApplyRope.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,9 @@ struct RopeTable {
 };
 RopeTable BuildRopeTable(const std::vector<float>& inv_freq, int64_t first_position, int64_t count);
 
-// Rotates x in place. x: (tokens, heads, head_dim), token t at position table.first_position + t; requires
-// tokens <= table.count and head_dim >= 2 * table.half. Dimensions past 2 * half are left unchanged.
+// Rotates x in place. x: (tokens, heads, head_dim), token t at position table.first_position + t;
+// requires tokens <= table.count and head_dim >= 2 * table.half. Dimensions past 2 * half are left
+// unchanged.
 void ApplyRope(const RopeTable& table, float* x, int64_t tokens, int heads, int head_dim);
 
 }  // namespace blockkv

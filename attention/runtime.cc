@@ -34,8 +34,9 @@ Status Runtime::CheckTokens(std::span<const int32_t> tokens) const {
   if (tokens.empty()) return Status::InvalidArgument("no tokens given");
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= vocab_size()) {
-      return Status::InvalidArgument("token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
-                                     ", outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
+      return Status::InvalidArgument("token " + std::to_string(i) + " has id " +
+                                     std::to_string(tokens[i]) + ", outside the vocabulary [0, " +
+                                     std::to_string(vocab_size()) + ")");
     }
   }
   return Status::OK();
@@ -54,9 +55,9 @@ Status Runtime::CheckCache(const KVCache& c) const {
 Status Runtime::CheckLength(int64_t total) const {
   const auto& w = config().sliding_window;
   if (w && total > *w) {
-    return Status::NotSupported("sequence of " + std::to_string(total) +
-                                " tokens exceeds the model's sliding window of " + std::to_string(*w) +
-                                " tokens, which this runtime does not implement");
+    return Status::NotSupported(
+        "sequence of " + std::to_string(total) + " tokens exceeds the model's sliding window of " +
+        std::to_string(*w) + " tokens, which this runtime does not implement");
   }
   return Status::OK();
 }
@@ -66,12 +67,13 @@ Status Runtime::AppendBlock(KVCache& cache, const BlockKV& block) const {
   const size_t want = static_cast<size_t>(block.tokens) * config().kv_dim();
   bool ok = block.k.size() == static_cast<size_t>(num_layers()) &&
             block.v.size() == static_cast<size_t>(num_layers());
-  for (int l = 0; ok && l < num_layers(); ++l) ok = block.k[l].size() == want && block.v[l].size() == want;
+  for (int l = 0; ok && l < num_layers(); ++l)
+    ok = block.k[l].size() == want && block.v[l].size() == want;
   if (!ok) {
-    return Status::InvalidArgument("block of " + std::to_string(block.tokens) +
-                                   " tokens does not have this model's " + std::to_string(num_layers()) +
-                                   " layers of (tokens, " + std::to_string(kv_heads()) + ", " +
-                                   std::to_string(head_dim()) + ") keys and values");
+    return Status::InvalidArgument(
+        "block of " + std::to_string(block.tokens) + " tokens does not have this model's " +
+        std::to_string(num_layers()) + " layers of (tokens, " + std::to_string(kv_heads()) + ", " +
+        std::to_string(head_dim()) + ") keys and values");
   }
   RETURN_IF_ERROR(CheckLength(cache.length + block.tokens));
   if (block.tokens == 0) return Status::OK();
@@ -119,7 +121,8 @@ StatusOr<PrefillResult> Runtime::Prefill(std::span<const BlockKV* const> blocks,
   RETURN_IF_ERROR(CheckTokens(final_tokens).WithContext("final block"));
   int64_t total = static_cast<int64_t>(final_tokens.size());
   for (size_t b = 0; b < blocks.size(); ++b) {
-    if (blocks[b] == nullptr) return Status::InvalidArgument("block " + std::to_string(b) + " is null");
+    if (blocks[b] == nullptr)
+      return Status::InvalidArgument("block " + std::to_string(b) + " is null");
     total += blocks[b]->tokens;
   }
   RETURN_IF_ERROR(CheckLength(total));
@@ -130,7 +133,8 @@ StatusOr<PrefillResult> Runtime::Prefill(std::span<const BlockKV* const> blocks,
     result.cache.v[l].reserve(static_cast<size_t>(total) * config().kv_dim());
   }
   for (size_t b = 0; b < blocks.size(); ++b) {
-    RETURN_IF_ERROR(AppendBlock(result.cache, *blocks[b]).WithContext("block " + std::to_string(b)));
+    RETURN_IF_ERROR(
+        AppendBlock(result.cache, *blocks[b]).WithContext("block " + std::to_string(b)));
   }
   ASSIGN_OR_RETURN(result.logits, Extend(result.cache, final_tokens, options));
   return result;

@@ -48,7 +48,8 @@ int32_t Sampler::Next(std::span<const float> logits) {
   const size_t n = logits.size();
   std::vector<int32_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  // Most likely first; equal logits by lower id, so the order does not depend on the sort's internals.
+  // Most likely first; equal logits by lower id, so the order does not depend on the sort's
+  // internals.
   auto more_likely = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };

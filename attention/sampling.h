@@ -1,5 +1,6 @@
-// Choosing the next token from logits: greedy, or temperature / top-k / top-p sampling from a seeded
-// generator whose sequence is the same on every platform (xoshiro256**, seeded by splitmix64).
+// Choosing the next token from logits: greedy, or temperature / top-k / top-p sampling from a
+// seeded generator whose sequence is the same on every platform (xoshiro256**, seeded by
+// splitmix64).
 #pragma once
 
 #include <cstdint>
@@ -10,9 +11,11 @@ namespace blockkv {
 struct SamplingOptions {
   // Softmax temperature. 0 picks the most likely token (greedy). Default: 0.
   float temperature = 0.0f;
-  // Keep only the k most likely tokens before sampling; 0 keeps all. top_k = 1 is greedy. Default: 0.
+  // Keep only the k most likely tokens before sampling; 0 keeps all. top_k = 1 is greedy. Default:
+  // 0.
   int top_k = 0;
-  // Keep the smallest set of most likely tokens whose probability reaches top_p (nucleus). Default: 1.
+  // Keep the smallest set of most likely tokens whose probability reaches top_p (nucleus).
+  // Default: 1.
   float top_p = 1.0f;
   // Seed of the generator; equal seeds give equal samples. Default: 0.
   uint64_t seed = 0;
@@ -22,8 +25,8 @@ class Sampler {
  public:
   explicit Sampler(const SamplingOptions& options);
 
-  // The next token for `logits` (one per vocabulary entry). Greedy ties go to the lowest id. Advances the
-  // generator only when sampling.
+  // The next token for `logits` (one per vocabulary entry). Greedy ties go to the lowest id.
+  // Advances the generator only when sampling.
   int32_t Next(std::span<const float> logits);
 
   // A uniform double in [0, 1) from the generator (exposed for tests).

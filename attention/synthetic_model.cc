@@ -69,15 +69,19 @@ std::pair<float, float> InitScale(const SyntheticModelSpec& s, const std::string
 
 const char* TorchDTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "float32";
-    case DType::kF16: return "float16";
-    case DType::kBF16: return "bfloat16";
+    case DType::kF32:
+      return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
   }
   return "?";
 }
 
-// Writes one safetensors file tensor by tensor: the header first (every offset is known in advance), then
-// each tensor generated, converted and appended, so that only one tensor is in memory at a time.
+// Writes one safetensors file tensor by tensor: the header first (every offset is known in
+// advance), then each tensor generated, converted and appended, so that only one tensor is in
+// memory at a time.
 Status WriteShard(const SyntheticModelSpec& spec, const std::vector<TensorSpec>& tensors,
                   const std::string& path) {
   const size_t esize = DTypeSize(spec.dtype);
@@ -103,8 +107,10 @@ Status WriteShard(const SyntheticModelSpec& spec, const std::vector<TensorSpec>&
     return Status::IOError(tmp + ": " + what);
   };
   uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  if (std::fwrite(len, 1, 8, f) != 8 ||
+      std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
     return fail("write failed");
   }
   std::vector<float> values;
@@ -222,7 +228,8 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
   } else if (preset == "llama-2-7b") {
     fixed = "llama2";
     s = SmallArch(fixed, false);
-    s.num_layers = 32, s.hidden_size = 4096, s.num_heads = 32, s.num_kv_heads = 32, s.head_dim = 128;
+    s.num_layers = 32, s.hidden_size = 4096, s.num_heads = 32, s.num_kv_heads = 32,
+    s.head_dim = 128;
     s.intermediate_size = 11008, s.vocab_size = 32000;
     s.dtype = DType::kF16;  // Llama-2-7b-hf ships float16
   } else if (preset == "mistral-7b") {
@@ -242,11 +249,13 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
   } else {
     std::string names;
     for (const std::string& n : SyntheticPresetNames()) names += (names.empty() ? "" : ", ") + n;
-    return Status::InvalidArgument("unknown synthetic preset '" + std::string(preset) + "' (" + names + ")");
+    return Status::InvalidArgument("unknown synthetic preset '" + std::string(preset) + "' (" +
+                                   names + ")");
   }
   if (!arch.empty() && arch != fixed) {
-    return Status::InvalidArgument("preset '" + std::string(preset) + "' is a " + std::string(fixed) +
-                                   " model; --arch " + std::string(arch) + " does not apply");
+    return Status::InvalidArgument("preset '" + std::string(preset) + "' is a " +
+                                   std::string(fixed) + " model; --arch " + std::string(arch) +
+                                   " does not apply");
   }
   return s;
 }
@@ -254,7 +263,9 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
 std::string SyntheticConfigJson(const SyntheticModelSpec& s) {
   json j;
   j["architectures"] = {ArchitectureName(s.arch)};
-  j["model_type"] = s.arch == Architecture::kLlama ? "llama" : s.arch == Architecture::kMistral ? "mistral" : "qwen2";
+  j["model_type"] = s.arch == Architecture::kLlama     ? "llama"
+                    : s.arch == Architecture::kMistral ? "mistral"
+                                                       : "qwen2";
   j["hidden_size"] = s.hidden_size;
   j["intermediate_size"] = s.intermediate_size;
   j["num_hidden_layers"] = s.num_layers;
@@ -324,9 +335,12 @@ Status WriteSyntheticModel(const SyntheticModelSpec& spec, const std::string& di
     }
   }
   RETURN_IF_ERROR(WriteText((fs::path(dir) / "config.json").string(), config_text));
-  json gen = {{"bos_token_id", spec.bos_token_id}, {"eos_token_id", spec.eos_token_id},
-              {"do_sample", false}, {"transformers_version", "4.46.0"}};
-  RETURN_IF_ERROR(WriteText((fs::path(dir) / "generation_config.json").string(), gen.dump(2) + "\n"));
+  json gen = {{"bos_token_id", spec.bos_token_id},
+              {"eos_token_id", spec.eos_token_id},
+              {"do_sample", false},
+              {"transformers_version", "4.46.0"}};
+  RETURN_IF_ERROR(
+      WriteText((fs::path(dir) / "generation_config.json").string(), gen.dump(2) + "\n"));
 
   const size_t esize = DTypeSize(spec.dtype);
   std::vector<std::vector<TensorSpec>> shards(1);

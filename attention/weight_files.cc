@@ -57,14 +57,16 @@ StatusOr<std::unique_ptr<WeightFiles>> WeightFiles::Open(const std::string& dir)
     return w;
   }
   if (!fs::exists(index, ec)) {
-    return Status::NotFound(dir + ": neither model.safetensors nor model.safetensors.index.json exists");
+    return Status::NotFound(dir +
+                            ": neither model.safetensors nor model.safetensors.index.json exists");
   }
   std::ifstream in(index, std::ios::binary);
   if (!in) return Status::IOError(index + ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
   nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument(index + ": not valid JSON");
+  if (j.is_discarded() || !j.is_object())
+    return Status::InvalidArgument(index + ": not valid JSON");
   auto wm = j.find("weight_map");
   if (wm == j.end() || !wm->is_object()) {
     return Status::InvalidArgument(index + ": field 'weight_map' is missing or not an object");
@@ -72,18 +74,20 @@ StatusOr<std::unique_ptr<WeightFiles>> WeightFiles::Open(const std::string& dir)
   std::map<std::string, SafetensorsReader*> shards;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
     if (!it.value().is_string()) {
-      return Status::InvalidArgument(index + ": weight_map entry '" + it.key() + "' is not a file name");
+      return Status::InvalidArgument(index + ": weight_map entry '" + it.key() +
+                                     "' is not a file name");
     }
     const std::string file = it.value().get<std::string>();
     if (file.find('/') != std::string::npos || file == "..") {
-      return Status::InvalidArgument(index + ": weight_map entry '" + it.key() + "' names '" + file +
-                                     "', not a file in the model directory");
+      return Status::InvalidArgument(index + ": weight_map entry '" + it.key() + "' names '" +
+                                     file + "', not a file in the model directory");
     }
     auto s = shards.find(file);
     if (s == shards.end()) {
       const std::string path = (fs::path(dir) / file).string();
       if (!fs::exists(path, ec)) {
-        return Status::NotFound(index + ": shard " + file + " (holding " + it.key() + ") does not exist");
+        return Status::NotFound(index + ": shard " + file + " (holding " + it.key() +
+                                ") does not exist");
       }
       ASSIGN_OR_RETURN(auto r, SafetensorsReader::Open(path));
       s = shards.emplace(file, r.get()).first;
@@ -101,7 +105,8 @@ StatusOr<std::unique_ptr<WeightFiles>> WeightFiles::Open(const std::string& dir)
 
 StatusOr<const TensorView*> WeightFiles::Get(const std::string& name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) return Status::NotFound("tensor " + name + " is missing from the weights in " + dir_);
+  if (it == tensors_.end())
+    return Status::NotFound("tensor " + name + " is missing from the weights in " + dir_);
   return it->second.view;
 }
 
@@ -114,12 +119,13 @@ Status WeightFiles::Validate(const ModelConfig& config) const {
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     ASSIGN_OR_RETURN(const TensorView* v, Get(spec.name));
     if (!v->dtype) {
-      return Status::InvalidArgument("tensor " + spec.name + " in " + FileOf(spec.name) + " has dtype " +
-                                     v->dtype_name + "; expected F32, F16 or BF16");
+      return Status::InvalidArgument("tensor " + spec.name + " in " + FileOf(spec.name) +
+                                     " has dtype " + v->dtype_name + "; expected F32, F16 or BF16");
     }
     if (v->shape != spec.shape) {
-      return Status::InvalidArgument("tensor " + spec.name + " in " + FileOf(spec.name) + " has shape " +
-                                     ShapeText(v->shape) + "; config.json implies " + ShapeText(spec.shape));
+      return Status::InvalidArgument("tensor " + spec.name + " in " + FileOf(spec.name) +
+                                     " has shape " + ShapeText(v->shape) +
+                                     "; config.json implies " + ShapeText(spec.shape));
     }
   }
   return Status::OK();

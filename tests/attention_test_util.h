@@ -1,15 +1,15 @@
-// Helpers for the attention/ test suites (header-only: tests/CMakeLists.txt compiles only *_test.cc).
+// Helpers for the attention/ test suites (header-only: tests/CMakeLists.txt compiles only
+// *_test.cc).
 #pragma once
 
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <boost/test/unit_test.hpp>
 
 #include "attention/reference.h"
 #include "attention/runtime.h"
@@ -18,7 +18,8 @@
 
 namespace blockkv::testing {
 
-// Deterministic pseudo-random values (splitmix64), independent of the standard library's distributions.
+// Deterministic pseudo-random values (splitmix64), independent of the standard library's
+// distributions.
 class TestRng {
  public:
   explicit TestRng(uint64_t seed) : s_(seed * 0x2545f4914f6cdd1dull + 1) {}
@@ -77,7 +78,8 @@ inline std::unique_ptr<TestModelDir> MakeModel(const SyntheticModelSpec& spec, i
   return m;
 }
 
-inline SyntheticModelSpec TinySpec(const std::string& arch, DType dtype = DType::kF32, uint64_t seed = 1) {
+inline SyntheticModelSpec TinySpec(const std::string& arch, DType dtype = DType::kF32,
+                                   uint64_t seed = 1) {
   auto spec = SyntheticPreset("tiny", arch);
   BOOST_REQUIRE_MESSAGE(spec.ok(), spec.status().ToString());
   spec->dtype = dtype;
@@ -93,7 +95,8 @@ inline std::vector<int64_t> Iota(int64_t n, int64_t first = 0) {
 }
 
 // Rows [first, first + rows) of a (T, vocab) matrix.
-inline std::vector<float> Rows(const std::vector<float>& m, int vocab, int64_t first, int64_t rows) {
+inline std::vector<float> Rows(const std::vector<float>& m, int vocab, int64_t first,
+                               int64_t rows) {
   return std::vector<float>(m.begin() + first * vocab, m.begin() + (first + rows) * vocab);
 }
 

@@ -1,7 +1,7 @@
-// Block-Attention on the CPU runtime against the from-scratch reference (attention/reference.h), for every
-// architecture: block-mode prefill over encoded blocks equals a masked forward of the whole prompt (DESIGN
-// §2), encoded blocks are offset-independent, one block is ordinary causal attention, and decoding from the
-// cache equals fresh forwards.
+// Block-Attention on the CPU runtime against the from-scratch reference (attention/reference.h),
+// for every architecture: block-mode prefill over encoded blocks equals a masked forward of the
+// whole prompt (DESIGN §2), encoded blocks are offset-independent, one block is ordinary causal
+// attention, and decoding from the cache equals fresh forwards.
 #include <boost/test/data/monomorphic.hpp>
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
@@ -13,14 +13,14 @@ namespace {
 
 namespace bdata = boost::unit_test::data;
 
-// Tolerance for float32 runtime logits against the double-precision reference, relative to the largest
-// |logit|. Each value the runtime computes is a float32 dot product of length K <= 688 (intermediate size
-// of the largest model tested), whose rounding error is about sqrt(K) · u |a||b| for random-signed
-// terms, u = 2^-24 ≈ 6e-8: ≈ 1.5e-6 relative to the dot's scale. RMSNorm is scale-invariant (errors stay
-// relative), softmax's condition number is bounded by the score spread (≈ 1–4 here) and each residual
-// layer adds its own rounding, so over 2–4 layers and the LM head the expected error is a few × 1e-6;
-// 1e-5 is that bound with ~2× margin. A real bug (a wrong position, mask, or scaling) moves logits by
-// 1e-2 or more.
+// Tolerance for float32 runtime logits against the double-precision reference, relative to the
+// largest |logit|. Each value the runtime computes is a float32 dot product of length K <= 688
+// (intermediate size of the largest model tested), whose rounding error is about sqrt(K) · u |a||b|
+// for random-signed terms, u = 2^-24 ≈ 6e-8: ≈ 1.5e-6 relative to the dot's scale. RMSNorm is
+// scale-invariant (errors stay relative), softmax's condition number is bounded by the score spread
+// (≈ 1–4 here) and each residual layer adds its own rounding, so over 2–4 layers and the LM head
+// the expected error is a few × 1e-6; 1e-5 is that bound with ~2× margin. A real bug (a wrong
+// position, mask, or scaling) moves logits by 1e-2 or more.
 constexpr double kLogitTolerance = 1e-5;
 
 const std::vector<std::string> kArchs = {"llama3", "llama2", "mistral", "qwen2"};
@@ -55,7 +55,8 @@ Prompt RandomPrompt(TestRng& rng, std::vector<size_t> sizes, int vocab) {
 }
 
 // Block-mode prefill of `p` from freshly encoded blocks, all final-block logits.
-PrefillResult BlockPrefill(const Runtime& rt, const Prompt& p, std::vector<BlockKV>* encoded = nullptr) {
+PrefillResult BlockPrefill(const Runtime& rt, const Prompt& p,
+                           std::vector<BlockKV>* encoded = nullptr) {
   std::vector<BlockKV> blocks;
   for (size_t b = 0; b + 1 < p.blocks.size(); ++b) {
     auto kv = rt.EncodeBlock(p.blocks[b]);
@@ -77,15 +78,16 @@ std::vector<float> ReferenceFinal(const Runtime& rt, const Prompt& p, bool causa
   const std::vector<int32_t> all = p.All();
   const int64_t T = static_cast<int64_t>(all.size());
   const std::vector<int64_t> sizes = p.Sizes();
-  auto ref = ReferenceForward(rt.model(), all, Iota(T), causal ? CausalMask(T) : BlockAttentionMask(sizes));
+  auto ref = ReferenceForward(rt.model(), all, Iota(T),
+                              causal ? CausalMask(T) : BlockAttentionMask(sizes));
   BOOST_REQUIRE_MESSAGE(ref.ok(), ref.status().ToString());
   return Rows(*ref, rt.vocab_size(), T - sizes.back(), sizes.back());
 }
 
 BOOST_AUTO_TEST_SUITE(block_attention)
 
-BOOST_DATA_TEST_CASE(block_prefill_equals_masked_reference, bdata::make(kArchs) * bdata::make(kHeadDims),
-                     arch, head_dim) {
+BOOST_DATA_TEST_CASE(block_prefill_equals_masked_reference,
+                     bdata::make(kArchs) * bdata::make(kHeadDims), arch, head_dim) {
   auto m = MakeModel(Spec(arch, head_dim));
   const Runtime& rt = *m->runtime;
   TestRng rng(100 + head_dim);
@@ -95,7 +97,8 @@ BOOST_DATA_TEST_CASE(block_prefill_equals_masked_reference, bdata::make(kArchs) 
   BOOST_REQUIRE_EQUAL(r.cache.length, 41);
   const std::vector<float> ref = ReferenceFinal(rt, p);
   const double err = MaxRelError(r.logits, ref);
-  BOOST_TEST_MESSAGE(arch << " head_dim " << head_dim << ": block vs masked reference, max rel err " << err);
+  BOOST_TEST_MESSAGE(arch << " head_dim " << head_dim << ": block vs masked reference, max rel err "
+                          << err);
   BOOST_TEST(err <= kLogitTolerance);
   // The mask matters: the same prompt under a causal mask is far from block mode.
   const double causal_gap = MaxRelError(r.logits, ReferenceFinal(rt, p, /*causal=*/true));
@@ -149,8 +152,8 @@ BOOST_DATA_TEST_CASE(single_block_is_causal_attention, bdata::make(kArchs), arch
   auto full = rt.PrefillFull(tokens, {.all_logits = true});
   BOOST_REQUIRE(block.ok() && full.ok());
   BOOST_TEST(block->logits == full->logits);
-  // ... and encoding a block is a causal prefill of it: same values, and keys that RoPE at positions
-  // 0..n-1 turns into the full prefill's cached keys, bit for bit.
+  // ... and encoding a block is a causal prefill of it: same values, and keys that RoPE at
+  // positions 0..n-1 turns into the full prefill's cached keys, bit for bit.
   auto kv = rt.EncodeBlock(tokens);
   BOOST_REQUIRE(kv.ok());
   KVCache cache = rt.NewCache();
@@ -162,8 +165,8 @@ BOOST_DATA_TEST_CASE(single_block_is_causal_attention, bdata::make(kArchs), arch
   }
 }
 
-BOOST_DATA_TEST_CASE(full_prefill_equals_causal_reference, bdata::make(kArchs) * bdata::make(kHeadDims),
-                     arch, head_dim) {
+BOOST_DATA_TEST_CASE(full_prefill_equals_causal_reference,
+                     bdata::make(kArchs) * bdata::make(kHeadDims), arch, head_dim) {
   auto m = MakeModel(Spec(arch, head_dim));
   const Runtime& rt = *m->runtime;
   TestRng rng(31 + head_dim);
@@ -173,7 +176,8 @@ BOOST_DATA_TEST_CASE(full_prefill_equals_causal_reference, bdata::make(kArchs) *
   auto ref = ReferenceForward(rt.model(), tokens, Iota(37), CausalMask(37));
   BOOST_REQUIRE(ref.ok());
   const double err = MaxRelError(full->logits, *ref);
-  BOOST_TEST_MESSAGE(arch << " head_dim " << head_dim << ": full vs causal reference, max rel err " << err);
+  BOOST_TEST_MESSAGE(arch << " head_dim " << head_dim << ": full vs causal reference, max rel err "
+                          << err);
   BOOST_TEST(err <= kLogitTolerance);
   // Last-position logits are the last row of all_logits.
   auto last = rt.PrefillFull(tokens);
@@ -194,11 +198,12 @@ BOOST_DATA_TEST_CASE(greedy_decode_equals_fresh_forwards, bdata::make(kArchs), a
   auto gen = rt.Decode(r.cache, last, options);
   BOOST_REQUIRE_MESSAGE(gen.ok(), gen.status().ToString());
   BOOST_REQUIRE_EQUAL(gen->size(), 6u);
-  BOOST_TEST(r.cache.length == 23 + 5);  // every generated token but the last went through the model
+  BOOST_TEST(r.cache.length ==
+             23 + 5);  // every generated token but the last went through the model
   std::vector<const BlockKV*> ptrs;
   for (const BlockKV& b : blocks) ptrs.push_back(&b);
-  // Token s must be the argmax of a fresh block-mode prefill whose final block is followed by tokens
-  // 0..s-1 (generated tokens belong to the final block's causal part).
+  // Token s must be the argmax of a fresh block-mode prefill whose final block is followed by
+  // tokens 0..s-1 (generated tokens belong to the final block's causal part).
   std::vector<int32_t> final_block = p.blocks.back();
   for (size_t s = 0; s < gen->size(); ++s) {
     auto fresh = rt.Prefill(ptrs, final_block);

@@ -1,5 +1,5 @@
-// The CPU backend's operations against naive double-precision loops, on fresh random inputs with the
-// outputs poisoned (NaN) before each run.
+// The CPU backend's operations against naive double-precision loops, on fresh random inputs with
+// the outputs poisoned (NaN) before each run.
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
@@ -17,15 +17,18 @@ namespace bdata = boost::unit_test::data;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // float32 dot products of length K against double: error ≲ sqrt(K) · 2^-24 relative to the result's
-// scale for random signs; K <= 512 here gives ~1.4e-6. 1e-5 leaves margin; a wrong index fails by O(1).
+// scale for random signs; K <= 512 here gives ~1.4e-6. 1e-5 leaves margin; a wrong index fails by
+// O(1).
 constexpr double kOpTolerance = 1e-5;
 
 BOOST_AUTO_TEST_SUITE(cpu_forward)
 
-BOOST_DATA_TEST_CASE(linear_rmsnorm_swiglu, bdata::make({1, 7, 64}) * bdata::make({16, 96}), n, dim) {
+BOOST_DATA_TEST_CASE(linear_rmsnorm_swiglu, bdata::make({1, 7, 64}) * bdata::make({16, 96}), n,
+                     dim) {
   TestRng rng(n * 131 + dim);
   const int out = 48;
-  const std::vector<float> x = rng.Normals(n * dim), w = rng.Normals(out * dim, 0.3f), b = rng.Normals(out);
+  const std::vector<float> x = rng.Normals(n * dim), w = rng.Normals(out * dim, 0.3f),
+                           b = rng.Normals(out);
   std::vector<float> y(n * out, kNaN);
   cpu::Linear(x.data(), w.data(), b.data(), n, dim, out, y.data());
   std::vector<float> want(n * out);
@@ -50,7 +53,8 @@ BOOST_DATA_TEST_CASE(linear_rmsnorm_swiglu, bdata::make({1, 7, 64}) * bdata::mak
     double ms = 0;
     for (int i = 0; i < dim; ++i) ms += static_cast<double>(x[t * dim + i]) * x[t * dim + i];
     const double r = 1 / std::sqrt(ms / dim + 1e-5);
-    for (int i = 0; i < dim; ++i) want_norm[t * dim + i] = static_cast<float>(g[i] * x[t * dim + i] * r);
+    for (int i = 0; i < dim; ++i)
+      want_norm[t * dim + i] = static_cast<float>(g[i] * x[t * dim + i] * r);
   }
   BOOST_TEST(MaxRelError(normed, want_norm) <= kOpTolerance);
 
@@ -58,7 +62,8 @@ BOOST_DATA_TEST_CASE(linear_rmsnorm_swiglu, bdata::make({1, 7, 64}) * bdata::mak
   const std::vector<float> up = rng.Normals(n * dim);
   cpu::SwiGlu(gate.data(), up.data(), n * dim, 2);
   std::vector<float> want_glu(n * dim);
-  for (int i = 0; i < n * dim; ++i) want_glu[i] = static_cast<float>(x[i] / (1 + std::exp(-double(x[i]))) * up[i]);
+  for (int i = 0; i < n * dim; ++i)
+    want_glu[i] = static_cast<float>(x[i] / (1 + std::exp(-double(x[i]))) * up[i]);
   BOOST_TEST(MaxRelError(gate, want_glu) <= kOpTolerance);
 }
 
@@ -70,11 +75,13 @@ BOOST_DATA_TEST_CASE(causal_attention_matches_naive,
   const int kv_heads = 2, heads = kv_heads * group;
   const int64_t keys = past + n;
   TestRng rng(head_dim * 1000 + n * 10 + past + group);
-  const std::vector<float> q = rng.Normals(n * heads * head_dim), k = rng.Normals(keys * kv_heads * head_dim),
+  const std::vector<float> q = rng.Normals(n * heads * head_dim),
+                           k = rng.Normals(keys * kv_heads * head_dim),
                            v = rng.Normals(keys * kv_heads * head_dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   std::vector<float> out(n * heads * head_dim, kNaN);
-  cpu::CausalAttention(q.data(), k.data(), v.data(), n, past, heads, kv_heads, head_dim, scale, out.data(), 2);
+  cpu::CausalAttention(q.data(), k.data(), v.data(), n, past, heads, kv_heads, head_dim, scale,
+                       out.data(), 2);
   std::vector<float> want(out.size());
   for (int64_t i = 0; i < n; ++i) {
     for (int h = 0; h < heads; ++h) {
@@ -92,7 +99,8 @@ BOOST_DATA_TEST_CASE(causal_attention_matches_naive,
       for (double& x : s) sum += (x = std::exp(x - mx));
       for (int e = 0; e < head_dim; ++e) {
         double o = 0;
-        for (int64_t j = 0; j <= past + i; ++j) o += s[j] / sum * v[(j * kv_heads + g) * head_dim + e];
+        for (int64_t j = 0; j <= past + i; ++j)
+          o += s[j] / sum * v[(j * kv_heads + g) * head_dim + e];
         want[(i * heads + h) * head_dim + e] = static_cast<float>(o);
       }
     }
@@ -103,7 +111,8 @@ BOOST_DATA_TEST_CASE(causal_attention_matches_naive,
 BOOST_AUTO_TEST_CASE(sampler_distribution_and_filters) {
   const std::vector<float> logits = {2.0f, 1.0f, 0.0f, -1.0f, 2.0f};
   BOOST_TEST(ArgMax(logits) == 0);  // lowest id among equals
-  // With temperature 1 the empirical frequencies follow the softmax (4σ of a binomial at 20000 draws).
+  // With temperature 1 the empirical frequencies follow the softmax (4σ of a binomial at 20000
+  // draws).
   Sampler s({.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 5});
   std::vector<int> count(5);
   const int draws = 20000;
@@ -112,7 +121,8 @@ BOOST_AUTO_TEST_CASE(sampler_distribution_and_filters) {
   for (float l : logits) z += std::exp(double(l));
   for (int i = 0; i < 5; ++i) {
     const double p = std::exp(double(logits[i])) / z;
-    BOOST_TEST(std::fabs(count[i] - p * draws) <= 4 * std::sqrt(draws * p * (1 - p)) + 1, "token " << i);
+    BOOST_TEST(std::fabs(count[i] - p * draws) <= 4 * std::sqrt(draws * p * (1 - p)) + 1,
+               "token " << i);
   }
   // top_k = 2 keeps the two most likely (ids 0 and 4); top_p = 0.5 keeps only those as well.
   Sampler k2({.temperature = 1.0f, .top_k = 2, .top_p = 1.0f, .seed = 6});
@@ -123,7 +133,8 @@ BOOST_AUTO_TEST_CASE(sampler_distribution_and_filters) {
     BOOST_TEST((b == 0 || b == 4));
   }
   // Equal seeds, equal streams.
-  Sampler x({.temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .seed = 9}), y({.temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .seed = 9});
+  Sampler x({.temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .seed = 9}),
+      y({.temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .seed = 9});
   for (int i = 0; i < 100; ++i) BOOST_TEST(x.Next(logits) == y.Next(logits));
 }
 

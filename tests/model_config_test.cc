@@ -1,7 +1,8 @@
 // config.json parsing: both RoPE styles, head_dim, biases, sliding windows, and the errors.
+#include "attention/model_config.h"
+
 #include <boost/test/unit_test.hpp>
 
-#include "attention/model_config.h"
 #include "attention/synthetic_model.h"
 
 namespace blockkv {
@@ -69,17 +70,20 @@ BOOST_AUTO_TEST_CASE(transformers5_rope_parameters_match_the_hub_style) {
   BOOST_REQUIRE(old_style.ok() && new_style.ok());
   BOOST_TEST(old_style->CanonicalString() == new_style->CanonicalString());
   // `type` (older Hub configs) is read like `rope_type`.
-  auto typed = ParseModelConfig(Replace(kLlama31, "\"rope_type\": \"llama3\"", "\"type\": \"llama3\""), "c");
+  auto typed =
+      ParseModelConfig(Replace(kLlama31, "\"rope_type\": \"llama3\"", "\"type\": \"llama3\""), "c");
   BOOST_REQUIRE(typed.ok());
   BOOST_TEST(typed->CanonicalString() == old_style->CanonicalString());
   // rope_theta is not silently defaulted when it lives in rope_parameters.
-  auto theta = ParseModelConfig(Replace(kLlama31V5, "\"rope_theta\": 500000.0", "\"rope_theta\": 1000.0"), "d");
+  auto theta = ParseModelConfig(
+      Replace(kLlama31V5, "\"rope_theta\": 500000.0", "\"rope_theta\": 1000.0"), "d");
   BOOST_REQUIRE(theta.ok());
   BOOST_TEST(theta->rope.theta == 1000.0);
 }
 
 BOOST_AUTO_TEST_CASE(explicit_head_dim_wins) {
-  auto c = ParseModelConfig(Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": 4096, \"head_dim\": 64"), "m");
+  auto c = ParseModelConfig(
+      Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": 4096, \"head_dim\": 64"), "m");
   BOOST_REQUIRE(c.ok());
   BOOST_TEST(c->head_dim == 64);
   BOOST_TEST(c->q_dim() == 2048);
@@ -97,7 +101,8 @@ BOOST_AUTO_TEST_CASE(qwen2_mistral_and_linear_rope) {
   BOOST_TEST(!q->o_bias);
   BOOST_TEST(q->head_dim == 128);
   BOOST_TEST(!q->sliding_window.has_value());  // use_sliding_window is false
-  auto qw = ParseModelConfig(Replace(qwen, "\"use_sliding_window\": false", "\"use_sliding_window\": true"), "q");
+  auto qw = ParseModelConfig(
+      Replace(qwen, "\"use_sliding_window\": false", "\"use_sliding_window\": true"), "q");
   BOOST_REQUIRE(qw.ok());
   BOOST_TEST(qw->sliding_window.value() == 131072);
 
@@ -109,27 +114,35 @@ BOOST_AUTO_TEST_CASE(qwen2_mistral_and_linear_rope) {
   BOOST_TEST(m->sliding_window.value() == 4096);
   BOOST_TEST((m->rope.type == RopeConfig::Type::kDefault));
   BOOST_TEST(!m->qkv_bias);
-  auto m_null = ParseModelConfig(Replace(mistral, "\"sliding_window\": 4096", "\"sliding_window\": null"), "m");
+  auto m_null = ParseModelConfig(
+      Replace(mistral, "\"sliding_window\": 4096", "\"sliding_window\": null"), "m");
   BOOST_REQUIRE(m_null.ok());
   BOOST_TEST(!m_null->sliding_window.has_value());
 
-  auto linear = ParseModelConfig(
-      Replace(mistral, "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}"), "l");
+  auto linear =
+      ParseModelConfig(Replace(mistral, "\"rope_scaling\": null",
+                               "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0}"),
+                       "l");
   BOOST_REQUIRE(linear.ok());
   BOOST_TEST((linear->rope.type == RopeConfig::Type::kLinear));
   BOOST_TEST(linear->rope.factor == 4.0);
 
-  auto llama_bias = ParseModelConfig(Replace(kLlama31, "\"attention_bias\": false", "\"attention_bias\": true"), "b");
+  auto llama_bias = ParseModelConfig(
+      Replace(kLlama31, "\"attention_bias\": false", "\"attention_bias\": true"), "b");
   BOOST_REQUIRE(llama_bias.ok());
   BOOST_TEST(llama_bias->qkv_bias);
   BOOST_TEST(llama_bias->o_bias);
 }
 
 BOOST_AUTO_TEST_CASE(partial_rotary_factor) {
-  auto c = ParseModelConfig(Replace(kLlama31, "\"rope_theta\": 500000.0", "\"rope_theta\": 500000.0, \"partial_rotary_factor\": 0.5"), "p");
+  auto c = ParseModelConfig(Replace(kLlama31, "\"rope_theta\": 500000.0",
+                                    "\"rope_theta\": 500000.0, \"partial_rotary_factor\": 0.5"),
+                            "p");
   BOOST_REQUIRE(c.ok());
   BOOST_TEST(c->rope.rotary_dim == 64);
-  BOOST_TEST(Parse(Replace(kLlama31, "\"rope_theta\": 500000.0", "\"rope_theta\": 500000.0, \"partial_rotary_factor\": 0.0")).IsInvalidArgument());
+  BOOST_TEST(Parse(Replace(kLlama31, "\"rope_theta\": 500000.0",
+                           "\"rope_theta\": 500000.0, \"partial_rotary_factor\": 0.0"))
+                 .IsInvalidArgument());
 }
 
 BOOST_AUTO_TEST_CASE(errors_name_the_file_and_field) {
@@ -139,16 +152,26 @@ BOOST_AUTO_TEST_CASE(errors_name_the_file_and_field) {
     BOOST_TEST(st.message().find(needle) != std::string::npos, st.message() << " lacks " << needle);
   };
   expect(Parse("{not json"), &Status::IsInvalidArgument, "not valid JSON");
-  expect(Parse(Replace(kLlama31, "LlamaForCausalLM", "GPT2LMHeadModel")), &Status::IsNotSupported, "GPT2LMHeadModel");
-  expect(Parse(Replace(kLlama31, "\"num_hidden_layers\": 32,", "")), &Status::IsInvalidArgument, "num_hidden_layers");
-  expect(Parse(Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": \"big\"")), &Status::IsInvalidArgument, "hidden_size");
-  expect(Parse(Replace(kLlama31, "\"num_key_value_heads\": 8", "\"num_key_value_heads\": 5")), &Status::IsInvalidArgument, "num_key_value_heads");
-  expect(Parse(Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": 4095")), &Status::IsInvalidArgument, "hidden_size");
-  expect(Parse(Replace(kLlama31, "\"mlp_bias\": false", "\"mlp_bias\": true")), &Status::IsNotSupported, "mlp_bias");
-  expect(Parse(Replace(kLlama31, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")), &Status::IsNotSupported, "hidden_act");
-  expect(Parse(Replace(kLlama31, "\"rope_type\": \"llama3\"", "\"rope_type\": \"yarn\"")), &Status::IsNotSupported, "yarn");
-  expect(Parse(Replace(kLlama31, "\"low_freq_factor\": 1.0,", "")), &Status::IsInvalidArgument, "rope_scaling.low_freq_factor");
-  expect(Parse(Replace(kLlama31V5, "\"factor\": 8.0,", "")), &Status::IsInvalidArgument, "rope_parameters.factor");
+  expect(Parse(Replace(kLlama31, "LlamaForCausalLM", "GPT2LMHeadModel")), &Status::IsNotSupported,
+         "GPT2LMHeadModel");
+  expect(Parse(Replace(kLlama31, "\"num_hidden_layers\": 32,", "")), &Status::IsInvalidArgument,
+         "num_hidden_layers");
+  expect(Parse(Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": \"big\"")),
+         &Status::IsInvalidArgument, "hidden_size");
+  expect(Parse(Replace(kLlama31, "\"num_key_value_heads\": 8", "\"num_key_value_heads\": 5")),
+         &Status::IsInvalidArgument, "num_key_value_heads");
+  expect(Parse(Replace(kLlama31, "\"hidden_size\": 4096", "\"hidden_size\": 4095")),
+         &Status::IsInvalidArgument, "hidden_size");
+  expect(Parse(Replace(kLlama31, "\"mlp_bias\": false", "\"mlp_bias\": true")),
+         &Status::IsNotSupported, "mlp_bias");
+  expect(Parse(Replace(kLlama31, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
+         &Status::IsNotSupported, "hidden_act");
+  expect(Parse(Replace(kLlama31, "\"rope_type\": \"llama3\"", "\"rope_type\": \"yarn\"")),
+         &Status::IsNotSupported, "yarn");
+  expect(Parse(Replace(kLlama31, "\"low_freq_factor\": 1.0,", "")), &Status::IsInvalidArgument,
+         "rope_scaling.low_freq_factor");
+  expect(Parse(Replace(kLlama31V5, "\"factor\": 8.0,", "")), &Status::IsInvalidArgument,
+         "rope_parameters.factor");
   expect(Parse("[1, 2]"), &Status::IsInvalidArgument, "not a JSON object");
 }
 

@@ -1,10 +1,11 @@
 // RoPE: inverse frequencies as HF transformers computes them, the rotate_half convention, and the
 // relative-position property that Block-Attention relies on.
+#include "attention/rope.h"
+
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 
-#include "attention/rope.h"
 #include "tests/attention_test_util.h"
 
 namespace blockkv::testing {
@@ -35,7 +36,8 @@ BOOST_AUTO_TEST_CASE(default_inv_freq_is_theta_power) {
   BOOST_TEST(inv[0] == 1.0f);
   for (int i = 0; i < 64; ++i) {
     const double exact = 1.0 / std::pow(10000.0, 2.0 * i / 128.0);
-    // float32 pow of a float32 exponent, then a float32 reciprocal: within a few ulp of the exact value.
+    // float32 pow of a float32 exponent, then a float32 reciprocal: within a few ulp of the exact
+    // value.
     BOOST_TEST(std::fabs(inv[i] - exact) <= 4 * std::ldexp(1.0, std::ilogb(exact) - 23), "i=" << i);
   }
   // linear scaling divides by the factor.
@@ -92,8 +94,8 @@ BOOST_AUTO_TEST_CASE(rotate_half_pairs_i_with_i_plus_half) {
   BOOST_TEST(x[9] == 9.0f);
 }
 
-// q·k after rotation depends only on the distance between positions: what lets a block encoded at 0 be
-// used at any offset.
+// q·k after rotation depends only on the distance between positions: what lets a block encoded at 0
+// be used at any offset.
 BOOST_DATA_TEST_CASE(scores_depend_only_on_relative_position, bdata::make({32, 64, 128}), dim) {
   const std::vector<float> inv = ComputeInvFreq(Llama31Rope(dim));
   TestRng rng(dim);
@@ -109,10 +111,11 @@ BOOST_DATA_TEST_CASE(scores_depend_only_on_relative_position, bdata::make({32, 6
   double scale = 0;
   for (int d = 0; d < dim; ++d) scale += std::fabs(q0[d] * k0[d]);
   for (int64_t offset : {1, 100, 4000, 30000}) {
-    // Angles are float32(p · inv_freq): at position P the angle carries an absolute rounding error of
-    // about P · 2^-24 radians, so the score drifts by up to ~P · 6e-8 relative to sum |q_d k_d|.
+    // Angles are float32(p · inv_freq): at position P the angle carries an absolute rounding error
+    // of about P · 2^-24 radians, so the score drifts by up to ~P · 6e-8 relative to sum |q_d k_d|.
     const double tol = 1e-6 + 2 * static_cast<double>(offset + 20) * 0x1.0p-24;
-    BOOST_TEST(std::fabs(score(offset + 20, offset + 3) - score(20, 3)) <= tol * scale, "offset " << offset);
+    BOOST_TEST(std::fabs(score(offset + 20, offset + 3) - score(20, 3)) <= tol * scale,
+               "offset " << offset);
   }
 }
 

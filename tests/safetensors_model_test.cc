@@ -1,5 +1,5 @@
-// Loading HF model directories: single and sharded safetensors, dtypes, the fingerprint, and errors that
-// name the tensor and the file.
+// Loading HF model directories: single and sharded safetensors, dtypes, the fingerprint, and errors
+// that name the tensor and the file.
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
@@ -118,7 +118,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_tensor_and_the_file) {
   SyntheticModelSpec spec = TinySpec("llama2", DType::kBF16, 1);
   auto expect = [](const Status& st, bool (Status::*is)() const, std::vector<std::string> needles) {
     BOOST_TEST((st.*is)(), st.ToString());
-    for (const std::string& n : needles) BOOST_TEST(st.message().find(n) != std::string::npos, st.message() << " lacks " << n);
+    for (const std::string& n : needles)
+      BOOST_TEST(st.message().find(n) != std::string::npos, st.message() << " lacks " << n);
   };
   // No weights at all.
   BOOST_REQUIRE(WriteModel(spec, tmp.str("m")).ok());
@@ -136,7 +137,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_tensor_and_the_file) {
   config = ReadFile(tmp.str("m/config.json"));
   config.replace(config.find("\"attention_bias\": false"), 23, "\"attention_bias\": true ");
   WriteFile(tmp.str("m/config.json"), config);
-  expect(Model::Load(tmp.str("m")).status(), &Status::IsNotFound, {"model.layers.0.self_attn.q_proj.bias", tmp.str("m")});
+  expect(Model::Load(tmp.str("m")).status(), &Status::IsNotFound,
+         {"model.layers.0.self_attn.q_proj.bias", tmp.str("m")});
   // A truncated file.
   BOOST_REQUIRE(WriteModel(spec, tmp.str("m")).ok());
   std::string bytes = ReadFile(tmp.str("m/model.safetensors"));
@@ -150,7 +152,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_tensor_and_the_file) {
   BOOST_REQUIRE(index.find(last_shard) != std::string::npos);
   std::string shard_name;
   for (const auto& e : fs::directory_iterator(tmp.str("s"))) {
-    if (e.path().filename().string().starts_with(last_shard)) shard_name = e.path().filename().string();
+    if (e.path().filename().string().starts_with(last_shard))
+      shard_name = e.path().filename().string();
   }
   fs::rename(tmp.str("s/" + shard_name), tmp.str("s/moved"));
   expect(Model::Load(tmp.str("s")).status(), &Status::IsNotFound, {shard_name});
@@ -160,7 +163,8 @@ BOOST_AUTO_TEST_CASE(errors_name_the_tensor_and_the_file) {
   BOOST_REQUIRE(at != std::string::npos);
   index.replace(index.find("model-", at), 5 + 6, "model-00001");
   WriteFile(tmp.str("s/model.safetensors.index.json"), index);
-  expect(Model::Load(tmp.str("s")).status(), &Status::IsCorruption, {"model.norm.weight", "model-00001"});
+  expect(Model::Load(tmp.str("s")).status(), &Status::IsCorruption,
+         {"model.norm.weight", "model-00001"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -18,10 +18,11 @@ std::string ReadFile(const std::string& path) {
 
 BOOST_AUTO_TEST_SUITE(synthetic_model)
 
-// The residual stream keeps an RMS of order 1 through every layer, and the logits are spread: not NaN,
-// not constant, and the softmax is neither one-hot nor flat.
+// The residual stream keeps an RMS of order 1 through every layer, and the logits are spread: not
+// NaN, not constant, and the softmax is neither one-hot nor flat.
 BOOST_DATA_TEST_CASE(forward_is_well_conditioned,
-                     bdata::make(std::vector<std::string>{"tiny", "small"}) * bdata::make(SyntheticArchNames()),
+                     bdata::make(std::vector<std::string>{"tiny", "small"}) *
+                         bdata::make(SyntheticArchNames()),
                      preset, arch) {
   auto spec = SyntheticPreset(preset, arch);
   BOOST_REQUIRE(spec.ok());
@@ -36,7 +37,8 @@ BOOST_DATA_TEST_CASE(forward_is_well_conditioned,
   BOOST_REQUIRE(logits.ok());
   BOOST_REQUIRE_EQUAL(rms.size(), static_cast<size_t>(rt.num_layers() + 1));
   for (size_t l = 0; l < rms.size(); ++l) {
-    BOOST_TEST_MESSAGE(preset << "/" << arch << " residual RMS after layer " << l << ": " << rms[l]);
+    BOOST_TEST_MESSAGE(preset << "/" << arch << " residual RMS after layer " << l << ": "
+                              << rms[l]);
     BOOST_TEST(rms[l] > 0.05, "layer " << l);
     BOOST_TEST(rms[l] < 10.0, "layer " << l);
   }
@@ -52,8 +54,8 @@ BOOST_DATA_TEST_CASE(forward_is_well_conditioned,
     }
     for (int i = 0; i < V; ++i) sum += std::exp(row[i] - mx);
     const double p_max = 1.0 / sum;
-    BOOST_TEST(mx - mn > 1.0);            // not all equal
-    BOOST_TEST(p_max > 2.0 / V);          // not flat
+    BOOST_TEST(mx - mn > 1.0);    // not all equal
+    BOOST_TEST(p_max > 2.0 / V);  // not flat
     one_hot_rows += p_max > 0.99;
   }
   BOOST_TEST(one_hot_rows < T / 2);

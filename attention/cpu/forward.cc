@@ -8,8 +8,9 @@
 
 namespace blockkv::cpu {
 
-void Forward(const Model& model, const std::vector<float>& inv_freq, std::span<const int32_t> tokens,
-             KVCache* cache, const ForwardOutputs& outputs, int threads) {
+void Forward(const Model& model, const std::vector<float>& inv_freq,
+             std::span<const int32_t> tokens, KVCache* cache, const ForwardOutputs& outputs,
+             int threads) {
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t past = cache->length;
@@ -50,8 +51,8 @@ void Forward(const Model& model, const std::vector<float>& inv_freq, std::span<c
     if (!need_hidden && l == c.num_layers - 1) break;
 
     ApplyRope(rope, q.data(), n, c.num_heads, c.head_dim);
-    CausalAttention(q.data(), ck.data(), cv.data(), n, past, c.num_heads, c.num_kv_heads, c.head_dim,
-                    scale, attn.data(), threads);
+    CausalAttention(q.data(), ck.data(), cv.data(), n, past, c.num_heads, c.num_kv_heads,
+                    c.head_dim, scale, attn.data(), threads);
     if (w.bo.empty()) {
       LinearAccumulate(attn.data(), w.wo.data(), n, qd, hidden, x.data());
     } else {
@@ -71,7 +72,8 @@ void Forward(const Model& model, const std::vector<float>& inv_freq, std::span<c
     const float* last = x.data() + (n - rows) * hidden;
     RmsNorm(last, model.final_norm().data(), rows, hidden, eps, xn.data(), threads);
     outputs.logits->assign(rows * c.vocab_size, 0.0f);
-    Linear(xn.data(), model.lm_head().data(), nullptr, rows, hidden, c.vocab_size, outputs.logits->data());
+    Linear(xn.data(), model.lm_head().data(), nullptr, rows, hidden, c.vocab_size,
+           outputs.logits->data());
   }
 }
 

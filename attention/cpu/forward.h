@@ -18,11 +18,12 @@ struct ForwardOutputs {
   bool all_logits = false;
 };
 
-// Runs `tokens` (n >= 1, ids in range: the caller checks) at positions cache->length .. cache->length+n-1.
-// Each new token attends to every token already in the cache and causally to the new ones. Appends the
-// new tokens' rotated keys and values to `cache` (which must be shaped for `model`).
-// inv_freq: ComputeInvFreq(model.config().rope).
-void Forward(const Model& model, const std::vector<float>& inv_freq, std::span<const int32_t> tokens,
-             KVCache* cache, const ForwardOutputs& outputs, int threads);
+// Runs `tokens` (n >= 1, ids in range: the caller checks) at positions cache->length ..
+// cache->length+n-1. Each new token attends to every token already in the cache and causally to the
+// new ones. Appends the new tokens' rotated keys and values to `cache` (which must be shaped for
+// `model`). inv_freq: ComputeInvFreq(model.config().rope).
+void Forward(const Model& model, const std::vector<float>& inv_freq,
+             std::span<const int32_t> tokens, KVCache* cache, const ForwardOutputs& outputs,
+             int threads);
 
 }  // namespace blockkv::cpu

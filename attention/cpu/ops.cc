@@ -16,7 +16,8 @@ void Embed(const float* table, const int32_t* ids, int64_t n, int dim, float* ou
   }
 }
 
-void RmsNorm(const float* x, const float* w, int64_t n, int dim, float eps, float* out, int threads) {
+void RmsNorm(const float* x, const float* w, int64_t n, int dim, float eps, float* out,
+             int threads) {
   ParallelFor(n, 64, threads, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const float* xr = x + t * dim;
@@ -34,13 +35,13 @@ void Linear(const float* x, const float* w, const float* b, int64_t n, int in, i
   if (b != nullptr) {
     for (int64_t t = 0; t < n; ++t) std::memcpy(y + t * out, b, sizeof(float) * out);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in, w, in,
-              b != nullptr ? 1.0f : 0.0f, y, out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in, w,
+              in, b != nullptr ? 1.0f : 0.0f, y, out);
 }
 
 void LinearAccumulate(const float* x, const float* w, int64_t n, int in, int out, float* y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in, w, in,
-              1.0f, y, out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x, in, w,
+              in, 1.0f, y, out);
 }
 
 void SwiGlu(float* gate, const float* up, int64_t n, int threads) {
@@ -52,12 +53,13 @@ void SwiGlu(float* gate, const float* up, int64_t n, int threads) {
   });
 }
 
-void CausalAttention(const float* q, const float* k, const float* v, int64_t n, int64_t past, int heads,
-                     int kv_heads, int head_dim, float scale, float* out, int threads) {
+void CausalAttention(const float* q, const float* k, const float* v, int64_t n, int64_t past,
+                     int heads, int kv_heads, int head_dim, float scale, float* out, int threads) {
   const int group = heads / kv_heads;
   const int64_t q_stride = static_cast<int64_t>(heads) * head_dim;
   const int64_t kv_stride = static_cast<int64_t>(kv_heads) * head_dim;
-  // One work item per (query, head); later queries see more keys, so chunks are handed out dynamically.
+  // One work item per (query, head); later queries see more keys, so chunks are handed out
+  // dynamically.
   ParallelFor(n * heads, 4, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> p(static_cast<size_t>(past + n));
     for (int64_t item = begin; item < end; ++item) {

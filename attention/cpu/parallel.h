@@ -1,4 +1,5 @@
-// A minimal dynamic parallel-for on std::thread, for the CPU backend's attention and elementwise loops.
+// A minimal dynamic parallel-for on std::thread, for the CPU backend's attention and elementwise
+// loops.
 //
 // std::thread rather than OpenMP: OpenMP workers spin after a region and would steal the cores from
 // OpenBLAS's own thread pool, which runs the GEMMs between these loops.
@@ -18,8 +19,9 @@ inline int DefaultThreads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-// Calls fn(begin, end) over [0, n) in chunks of `grain`, from up to `threads` threads (the caller is one of
-// them), handing chunks out dynamically. Returns when all are done. fn must be safe to call concurrently.
+// Calls fn(begin, end) over [0, n) in chunks of `grain`, from up to `threads` threads (the caller
+// is one of them), handing chunks out dynamically. Returns when all are done. fn must be safe to
+// call concurrently.
 template <typename Fn>
 void ParallelFor(int64_t n, int64_t grain, int threads, Fn&& fn) {
   if (n <= 0) return;
