@@ -113,25 +113,31 @@ Status WriteShard(const SyntheticModelSpec& spec, const std::vector<TensorSpec>&
       std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
     return fail("write failed");
   }
-  std::vector<float> values;
-  std::vector<uint8_t> bytes;
+  // Tensors are produced a group of chunks at a time (a few chunks per thread), so memory stays at
+  // 4 × threads × kChunk elements however large the tensor.
   const int threads = cpu::DefaultThreads();
+  const int64_t group_chunks = 4 * threads;
+  std::vector<float> values(group_chunks * kChunk);
+  std::vector<uint8_t> bytes(values.size() * esize);
   for (const TensorSpec& t : tensors) {
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
-    values.resize(numel);
-    bytes.resize(numel * esize);
     const uint64_t tensor_seed = spec.seed * 0x9e3779b97f4a7c15ull ^ Fnv1a(t.name);
     const auto [mean, std] = InitScale(spec, t.name);
     const int64_t chunks = (numel + kChunk - 1) / kChunk;
-    cpu::ParallelFor(chunks, 1, threads, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const int64_t n = std::min(kChunk, numel - c * kChunk);
-        FillChunk(tensor_seed, c, mean, std, values.data() + c * kChunk, n);
-        FromFloat(spec.dtype, values.data() + c * kChunk, bytes.data() + c * kChunk * esize, n);
-      }
-    });
-    if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) return fail("write failed");
+    for (int64_t first = 0; first < chunks; first += group_chunks) {
+      const int64_t count = std::min(group_chunks, chunks - first);
+      cpu::ParallelFor(count, 1, threads, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          const int64_t n = std::min(kChunk, numel - (first + c) * kChunk);
+          FillChunk(tensor_seed, first + c, mean, std, values.data() + c * kChunk, n);
+          FromFloat(spec.dtype, values.data() + c * kChunk, bytes.data() + c * kChunk * esize, n);
+        }
+      });
+      const size_t group_bytes =
+          static_cast<size_t>(std::min(numel - first * kChunk, count * kChunk)) * esize;
+      if (std::fwrite(bytes.data(), 1, group_bytes, f) != group_bytes) return fail("write failed");
+    }
   }
   if (std::fflush(f) != 0) return fail("flush failed");
   if (std::fclose(f) != 0) {

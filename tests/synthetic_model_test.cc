@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "db/safetensors.h"
 #include "tests/attention_test_util.h"
 
 namespace blockkv::testing {
@@ -86,6 +87,44 @@ BOOST_AUTO_TEST_CASE(presets_and_determinism) {
   BOOST_TEST(SyntheticPreset("huge").status().IsInvalidArgument());
   BOOST_TEST(SyntheticPreset("tiny", "gpt2").status().IsInvalidArgument());
   for (const std::string& p : SyntheticPresetNames()) BOOST_TEST(SyntheticPreset(p).ok(), p);
+}
+
+// A tensor of many 1M-element random streams, generated a group of streams at a time: every stream
+// is present (none zero or repeated) and standard normal.
+BOOST_AUTO_TEST_CASE(large_tensors_are_streamed_in_chunks) {
+  TempDir tmp;
+  SyntheticModelSpec spec = TinySpec("llama2", DType::kF32, 3);
+  spec.num_layers = 1;
+  spec.vocab_size = 40000;  // embed: 2.56M elements, 3 streams; lm_head the same
+  spec.hidden_size = 64;
+  BOOST_REQUIRE(WriteSyntheticModel(spec, tmp.str("m")).ok());
+  spec.vocab_size = 160000;  // 10.24M elements: 10 streams, more than one group on <= 2 threads
+  BOOST_REQUIRE(WriteSyntheticModel(spec, tmp.str("big")).ok());
+  auto reader = SafetensorsReader::Open(tmp.str("big/model.safetensors"));
+  BOOST_REQUIRE(reader.ok());
+  auto embed = (*reader)->Get("model.embed_tokens.weight");
+  BOOST_REQUIRE(embed.ok());
+  const float* e = reinterpret_cast<const float*>((*embed)->data);
+  const int64_t n = (*embed)->numel(), chunk = 1 << 20;
+  BOOST_REQUIRE_EQUAL(n, 160000 * 64);
+  for (int64_t c = 0; c * chunk < n; ++c) {
+    const int64_t len = std::min(chunk, n - c * chunk);
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < len; ++i) {
+      sum += e[c * chunk + i];
+      sq += double(e[c * chunk + i]) * e[c * chunk + i];
+    }
+    const double mean = sum / len, sd = std::sqrt(sq / len - mean * mean);
+    BOOST_TEST(std::fabs(mean) < 0.01, "stream " << c);
+    BOOST_TEST(std::fabs(sd - 1.0) < 0.01, "stream " << c);
+    if (c > 0) BOOST_TEST(e[c * chunk] != e[(c - 1) * chunk], "stream " << c);
+  }
+  // The first streams do not depend on the tensor's size.
+  auto small = SafetensorsReader::Open(tmp.str("m/model.safetensors"));
+  BOOST_REQUIRE(small.ok());
+  const float* s =
+      reinterpret_cast<const float*>((*(*small)->Get("model.embed_tokens.weight"))->data);
+  BOOST_TEST(std::equal(s, s + 2 * chunk, e));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
