@@ -584,6 +584,27 @@ Status BlockStoreImpl::SetPinned(const BlockId& id, bool pinned) {
   return Status::OK();
 }
 
+Status BlockStoreImpl::SetName(const BlockId& id, const std::string& name) {
+  RETURN_IF_ERROR(RequireWriter("set name"));
+  if (name.empty()) return Status::InvalidArgument("set name: the name is empty");
+  std::lock_guard<std::mutex> wl(write_mu_);
+  ASSIGN_OR_RETURN(BlockMeta m, GetMeta(id));
+  if (m.name == name) return Status::OK();
+  rocksdb::WriteBatch batch;
+  Counters c = counters_;
+  RETURN_IF_ERROR(AddNameMove(name, id, &batch, &c));
+  if (!m.name.empty()) batch.Delete(names_, m.name);
+  else ++c.named;
+  m.name = name;
+  batch.Put(meta_, id.AsBytes(), EncodeMeta(m));
+  batch.Put(sys_, kSysCountersKey, c.Encode());
+  RETURN_IF_ERROR(FromRocks(db_->Write(WriteOpts(), &batch), IdText(id)));
+  std::lock_guard<std::mutex> l(index_mu_);
+  counters_ = c;
+  index_[id].named = true;
+  return Status::OK();
+}
+
 Status BlockStoreImpl::Pin(const BlockId& id) { return SetPinned(id, true); }
 Status BlockStoreImpl::Unpin(const BlockId& id) { return SetPinned(id, false); }
 

@@ -177,6 +177,9 @@ class BlockStore {
   // name -> id. NotFound if no block has this name.
   virtual StatusOr<BlockId> ResolveName(const std::string& name) = 0;
 
+  // Gives block `id` the name `name` (moving it from another block if needed). NotFound if absent.
+  virtual Status SetName(const BlockId& id, const std::string& name) = 0;
+
   virtual Status Pin(const BlockId& id) = 0;
   virtual Status Unpin(const BlockId& id) = 0;
 

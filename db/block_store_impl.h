@@ -60,6 +60,7 @@ class BlockStoreImpl final : public BlockStore {
   Status List(const ListOptions& options,
               const std::function<bool(const BlockMeta&)>& fn) override;
   StatusOr<BlockId> ResolveName(const std::string& name) override;
+  Status SetName(const BlockId& id, const std::string& name) override;
   Status Pin(const BlockId& id) override;
   Status Unpin(const BlockId& id) override;
   StatusOr<StoreStats> GetStats() override;

@@ -1,0 +1,194 @@
+#include "attention/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace blockkv {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+Engine::Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options)
+    : runtime_(runtime), store_(store), options_(options) {}
+
+StatusOr<BlockKV> Engine::Encode(std::span<const int32_t> tokens) const {
+  ASSIGN_OR_RETURN(BlockKV kv, runtime_->EncodeBlock(tokens));
+  if (options_.kv_dtype != DType::kF32) {
+    // Round exactly as a store round trip would, so fresh and stored blocks are interchangeable.
+    std::vector<uint16_t> tmp;
+    for (auto* layers : {&kv.k, &kv.v})
+      for (auto& t : *layers) {
+        tmp.resize(t.size());
+        FromFloat(options_.kv_dtype, t.data(), tmp.data(), t.size());
+        ToFloat(options_.kv_dtype, tmp.data(), t.data(), t.size());
+      }
+  }
+  return kv;
+}
+
+Status Engine::Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name) {
+  BlockToPut p;
+  p.model = runtime_->fingerprint();
+  p.tokens.assign(tokens.begin(), tokens.end());
+  p.num_layers = runtime_->num_layers();
+  p.kv_heads = runtime_->kv_heads();
+  p.head_dim = runtime_->head_dim();
+  p.dtype = options_.kv_dtype;
+  p.name = name;
+  std::vector<std::vector<uint8_t>> conv;
+  if (options_.kv_dtype == DType::kF32) {
+    for (uint32_t l = 0; l < p.num_layers; ++l) {
+      p.k.push_back(kv.k[l].data());
+      p.v.push_back(kv.v[l].data());
+    }
+  } else {
+    conv.resize(2 * p.num_layers);
+    for (uint32_t l = 0; l < p.num_layers; ++l) {
+      for (int kind = 0; kind < 2; ++kind) {
+        const auto& src = kind == 0 ? kv.k[l] : kv.v[l];
+        auto& dst = conv[2 * l + kind];
+        dst.resize(src.size() * DTypeSize(options_.kv_dtype));
+        FromFloat(options_.kv_dtype, src.data(), dst.data(), src.size());
+      }
+      p.k.push_back(conv[2 * l].data());
+      p.v.push_back(conv[2 * l + 1].data());
+    }
+  }
+  return store_->Put(p).status();
+}
+
+Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
+  ASSIGN_OR_RETURN(BlockMeta m, store_->GetMeta(id));
+  const std::string what = "block " + id.ToHex();
+  if (m.model != runtime_->fingerprint())
+    return Status::InvalidArgument(what + " belongs to another model");
+  if (m.num_layers != static_cast<uint32_t>(runtime_->num_layers()) ||
+      m.kv_heads != static_cast<uint32_t>(runtime_->kv_heads()) ||
+      m.head_dim != static_cast<uint32_t>(runtime_->head_dim()))
+    return Status::InvalidArgument(what + " has a shape that does not match the model");
+  const uint64_t tb = m.tensor_bytes();
+  const size_t n = size_t{m.num_tokens()} * m.kv_heads * m.head_dim;
+  out->tokens = m.num_tokens();
+  out->k.assign(m.num_layers, std::vector<float>(n));
+  out->v.assign(m.num_layers, std::vector<float>(n));
+  std::vector<std::vector<uint8_t>> raw;
+  std::vector<LayerRequest> reqs;
+  if (m.dtype == DType::kF32) {
+    for (uint32_t l = 0; l < m.num_layers; ++l)
+      reqs.push_back({id, l, out->k[l].data(), out->v[l].data(), tb});
+  } else {
+    raw.assign(2 * m.num_layers, std::vector<uint8_t>(tb));
+    for (uint32_t l = 0; l < m.num_layers; ++l)
+      reqs.push_back({id, l, raw[2 * l].data(), raw[2 * l + 1].data(), tb});
+  }
+  RETURN_IF_ERROR(store_->GetLayers(reqs));
+  if (m.dtype != DType::kF32)
+    for (uint32_t l = 0; l < m.num_layers; ++l) {
+      ToFloat(m.dtype, raw[2 * l].data(), out->k[l].data(), n);
+      ToFloat(m.dtype, raw[2 * l + 1].data(), out->v[l].data(), n);
+    }
+  if (bytes) *bytes = 2 * tb * m.num_layers;
+  return Status::OK();
+}
+
+StatusOr<BlockId> Engine::Precompute(std::span<const int32_t> tokens, const std::string& name,
+                                     bool* was_present) {
+  if (store_ == nullptr) return Status::InvalidArgument("precompute needs a store");
+  const BlockId id = ComputeBlockId(runtime_->fingerprint(), tokens);
+  ASSIGN_OR_RETURN(bool present, store_->Contains(id));
+  if (was_present) *was_present = present;
+  if (present) {
+    if (!name.empty()) RETURN_IF_ERROR(store_->SetName(id, name));
+    return id;
+  }
+  ASSIGN_OR_RETURN(BlockKV kv, Encode(tokens));
+  RETURN_IF_ERROR(Store(kv, tokens, name));
+  return id;
+}
+
+StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
+  EngineResult r;
+  EngineTiming& t = r.timing;
+  const auto start = Clock::now();
+  PrefillResult pre;
+  std::vector<size_t> to_store;
+  std::vector<BlockKV> kvs(req.blocks.size());
+  int prompt_tokens = static_cast<int>(req.final_tokens.size());
+  for (const auto& b : req.blocks) prompt_tokens += static_cast<int>(b.tokens.size());
+  t.prompt_tokens = prompt_tokens;
+
+  if (req.mode == AttentionMode::kFull) {
+    std::vector<int32_t> all;
+    all.reserve(prompt_tokens);
+    for (const auto& b : req.blocks) all.insert(all.end(), b.tokens.begin(), b.tokens.end());
+    all.insert(all.end(), req.final_tokens.begin(), req.final_tokens.end());
+    const auto p0 = Clock::now();
+    ASSIGN_OR_RETURN(pre, runtime_->PrefillFull(all, req.prefill));
+    t.prefill_ms = Ms(p0, Clock::now());
+  } else {
+    for (size_t i = 0; i < req.blocks.size(); ++i) {
+      const auto& b = req.blocks[i];
+      if (b.tokens.empty())
+        return Status::InvalidArgument("block " + std::to_string(i) + " has no tokens");
+      auto l0 = Clock::now();
+      const BlockId id = ComputeBlockId(runtime_->fingerprint(), b.tokens);
+      r.block_ids.push_back(id);
+      bool hit = false;
+      if (store_ != nullptr) {
+        ASSIGN_OR_RETURN(hit, store_->Contains(id));
+      }
+      auto l1 = Clock::now();
+      t.lookup_ms += Ms(l0, l1);
+      if (hit) {
+        uint64_t bytes = 0;
+        Status s = Load(id, &kvs[i], &bytes);
+        if (s.IsNotFound()) {
+          hit = false;  // evicted between the lookup and the read
+        } else {
+          RETURN_IF_ERROR(s);
+          t.bytes_loaded += bytes;
+        }
+        t.load_ms += Ms(l1, Clock::now());
+      }
+      if (!hit) {
+        auto e0 = Clock::now();
+        ASSIGN_OR_RETURN(kvs[i], Encode(b.tokens));
+        t.encode_ms += Ms(e0, Clock::now());
+        to_store.push_back(i);
+      }
+      r.block_hit.push_back(hit);
+      hit ? ++t.hits : ++t.misses;
+    }
+    std::vector<const BlockKV*> ptrs;
+    for (const auto& kv : kvs) ptrs.push_back(&kv);
+    const auto p0 = Clock::now();
+    ASSIGN_OR_RETURN(pre, runtime_->Prefill(ptrs, req.final_tokens, req.prefill));
+    t.prefill_ms = Ms(p0, Clock::now());
+  }
+  r.logits = std::move(pre.logits);
+
+  // The first token is picked from these logits (microseconds): they mark the time to first token.
+  t.ttft_ms = Ms(start, Clock::now());
+  if (req.decode.max_new_tokens > 0) {
+    const int vocab = runtime_->vocab_size();
+    std::span<const float> last(r.logits.data() + r.logits.size() - vocab, vocab);
+    const auto d0 = Clock::now();
+    ASSIGN_OR_RETURN(r.tokens, runtime_->Decode(pre.cache, last, req.decode));
+    t.decode_ms = Ms(d0, Clock::now());
+  }
+  t.generated_tokens = static_cast<int>(r.tokens.size());
+
+  if (store_ != nullptr && options_.store_misses && req.mode == AttentionMode::kBlock) {
+    const auto s0 = Clock::now();
+    for (size_t i : to_store)
+      RETURN_IF_ERROR(Store(kvs[i], req.blocks[i].tokens, req.blocks[i].name));
+    t.store_ms = Ms(s0, Clock::now());
+  }
+  return r;
+}
+
+}  // namespace blockkv

@@ -1,0 +1,101 @@
+// Engine: a model runtime and a block store together (DESIGN §5).
+//
+// For each non-final block of a prompt the engine computes its BlockId (model fingerprint + tokens)
+// and resolves it: a hit loads every layer from the store (read, decode, checksum, convert); a miss
+// encodes the block and, unless told not to, stores it. Then the final block is prefilled over all
+// blocks at their real offsets and tokens are decoded. Every step is timed.
+//
+// Thread safety: an Engine may be used from one thread at a time; the Runtime and BlockStore it
+// uses may be shared with other engines.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "attention/runtime.h"
+#include "db/block_store.h"
+
+namespace blockkv {
+
+struct EngineOptions {
+  // The dtype blocks are stored in. F32 keeps block mode exactly equal to the masked reference;
+  // BF16 halves the bytes stored and loaded, and rounds keys and values to bf16 (fresh encodes are
+  // rounded the same way, so a stored block and a freshly encoded one still give bitwise equal
+  // logits). Default: F32.
+  DType kv_dtype = DType::kF32;
+  // Store blocks that were not found. Default: true.
+  bool store_misses = true;
+};
+
+struct PromptBlock {
+  std::vector<int32_t> tokens;
+  std::string name;  // optional passage id, recorded with the block when stored
+};
+
+enum class AttentionMode { kBlock, kFull };
+
+struct EngineRequest {
+  std::vector<PromptBlock> blocks;    // the non-final blocks, in prompt order
+  std::vector<int32_t> final_tokens;  // the final block (question)
+  AttentionMode mode = AttentionMode::kBlock;
+  PrefillOptions prefill;  // all_logits: every final-block position
+  DecodeOptions decode;    // max_new_tokens = 0: prefill only
+};
+
+// Milliseconds, from a steady clock.
+struct EngineTiming {
+  double lookup_ms = 0;  // block ids and store lookups
+  double load_ms = 0;    // reading, decoding and converting the hits' layers
+  double encode_ms = 0;  // encoding the misses
+  double prefill_ms =
+      0;               // re-encoding positions and prefilling the final block (or the full prompt)
+  double ttft_ms = 0;  // request start to the logits the first token is picked from
+  double decode_ms =
+      0;  // picking every generated token and running all but the last through the model
+  double store_ms = 0;  // writing the misses to the store (after the first token; not in ttft)
+  int hits = 0;
+  int misses = 0;
+  uint64_t bytes_loaded = 0;  // raw bytes of the hits' K and V
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+};
+
+struct EngineResult {
+  std::vector<int32_t> tokens;  // generated
+  std::vector<float> logits;    // last position (vocab) or every final-block position (n × vocab)
+  std::vector<BlockId> block_ids;
+  std::vector<bool> block_hit;
+  EngineTiming timing;
+};
+
+class Engine {
+ public:
+  // `runtime` and `store` must outlive the engine. `store` may be null for full-mode-only use (and
+  // then block mode encodes every block).
+  Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options = {});
+
+  // Answers one prompt. Errors: those of the runtime (bad tokens, sliding window), of the store
+  // (I/O, Corruption naming the block: damaged data is never used), and InvalidArgument for a
+  // stored block whose shape does not match the model.
+  StatusOr<EngineResult> Run(const EngineRequest& request);
+
+  // Precomputes one block: encodes and stores it unless present. Returns its id; *was_present
+  // (optional) tells whether it was already stored.
+  StatusOr<BlockId> Precompute(std::span<const int32_t> tokens, const std::string& name,
+                               bool* was_present = nullptr);
+
+  // Loads a stored block into `out`. NotFound if absent.
+  Status Load(const BlockId& id, BlockKV* out, uint64_t* bytes = nullptr);
+
+ private:
+  StatusOr<BlockKV> Encode(std::span<const int32_t> tokens) const;
+  Status Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name);
+
+  const Runtime* runtime_;
+  BlockStore* store_;
+  EngineOptions options_;
+};
+
+}  // namespace blockkv
