@@ -1,0 +1,87 @@
+#include "attention/cuda/gemm.h"
+
+#include <string>
+
+#include "attention/cuda/cuda_status.h"
+
+namespace blockkv::cuda {
+
+struct Gemm::Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~Plan() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+StatusOr<std::unique_ptr<Gemm>> Gemm::Create(size_t workspace_bytes) {
+  std::unique_ptr<Gemm> g(new Gemm());
+  CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&g->handle_));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&g->workspace_, workspace_bytes));
+  g->workspace_bytes_ = workspace_bytes;
+  return g;
+}
+
+Gemm::~Gemm() {
+  plans_.clear();
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+StatusOr<Gemm::Plan*> Gemm::GetPlan(int64_t n, int in, int out, Output output, Precision precision) {
+  const auto key = std::make_tuple(n, in, out, static_cast<int>(output), static_cast<int>(precision));
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second.get();
+
+  // Row-major y (n, out) is column-major y^T (out, n) = W x^T: A = W read as column-major (in, out) and
+  // transposed, B = x read as column-major (in, n), C = y^T with leading dimension out.
+  auto plan = std::make_unique<Plan>();
+  const cudaDataType_t ab = precision == Precision::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const cudaDataType_t cd = output == Output::kStorage ? ab : CUDA_R_32F;
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+  CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a, ab, in, out, in));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, ab, in, n, in));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->c, cd, out, n, out));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
+                                       sizeof(workspace_bytes_));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  CUBLAS_RETURN_IF_ERROR(st);
+  if (found == 0) {
+    return Status::NotSupported("cuBLASLt has no algorithm for a " + std::to_string(n) + "x" + std::to_string(in) +
+                                " by " + std::to_string(out) + "x" + std::to_string(in) + "^T product");
+  }
+  plan->algo = result.algo;
+  Plan* raw = plan.get();
+  plans_.emplace(key, std::move(plan));
+  return raw;
+}
+
+Status Gemm::Linear(const void* x, const void* w, void* y, int64_t n, int in, int out, Output output,
+                    Precision precision, cudaStream_t stream) {
+  if (n <= 0 || in <= 0 || out <= 0 || x == nullptr || w == nullptr || y == nullptr) {
+    return Status::InvalidArgument("gemm: bad arguments");
+  }
+  ASSIGN_OR_RETURN(Plan * plan, GetPlan(n, in, out, output, precision));
+  const float alpha = 1.0f, beta = output == Output::kF32Accumulate ? 1.0f : 0.0f;
+  return CublasStatus(cublasLtMatmul(handle_, plan->op, &alpha, w, plan->a, x, plan->b, &beta, y, plan->c, y,
+                                     plan->c, &plan->algo, workspace_, workspace_bytes_, stream),
+                      "cublasLtMatmul");
+}
+
+}  // namespace blockkv::cuda
