@@ -105,9 +105,10 @@ BOOST_DATA_TEST_CASE(block_prefill_matches_cpu, bdata::make(kArchs), arch) {
       BOOST_TEST(MaxRelError(gpu_blocks[b].v[l], cpu_blocks[b].v[l]) <= kEndToEndTol);
     }
   }
-  // A single-block encode equals the same block encoded in a batch (the batch is block-local).
+  // A single-block encode matches the same block encoded in a batch (the batch is block-local; only the
+  // GEMMs' shapes, hence their summation order, differ).
   const BlockKV single = Get(f->gpu->EncodeBlock(blocks[1]));
-  for (int l = 0; l < f->cpu->num_layers(); ++l) BOOST_TEST(single.k[l] == gpu_blocks[1].k[l]);
+  for (int l = 0; l < f->cpu->num_layers(); ++l) BOOST_TEST(MaxRelError(single.k[l], gpu_blocks[1].k[l]) <= kEndToEndTol);
 
   // Prefill over the CPU's blocks, with every final-block position's logits.
   std::vector<const BlockKV*> cpu_ptrs;

@@ -1,6 +1,318 @@
-// bench: the GPU end-to-end benchmark (owned by the CUDA backend work; see docs/benchmarks.md).
+// bench: the GPU end-to-end benchmark (docs/benchmarks.md, "GPU (H200)"), and --oracle-out, which writes
+// the CUDA runtime's logits on small synthetic models for tests/oracle/gpu_oracle.sh.
+//
+// One run, on a model of a preset's shape with random weights generated on the GPU:
+//   full   ordinary causal prefill of L tokens (first-token latency: prefill + last-position logits);
+//   block  a 50-token final block over passages of 100-200 tokens (L - 50 tokens in all) whose KV is
+//          already on the GPU: "cached" with the passages already rotated into the prompt's cache, and
+//          "re-encode" counting the RoPE re-encoding and copy of every passage into the cache as well;
+//   decode greedy tokens/s after the full prefill, one CUDA-graph replay per token;
+//   hf     HF transformers' full prefill of the same shapes (sdpa, bf16), by tests/oracle/hf_bench.py.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "attention/model_config.h"
+#include "attention/synthetic_model.h"
+#include "tools/cli_util.h"
 #include "tools/commands.h"
+#include "tools/npy.h"
+#if BLOCKKV_HAVE_CUDA
+#include "attention/cuda/cuda_runtime.h"
+#endif
 
 namespace blockkv::cli {
-void RegisterBenchCommand(CLI::App& app) {}
+namespace {
+
+struct BenchOptions {
+  std::string preset = "llama-3.1-8b";
+  std::vector<int64_t> lengths = {512, 2048, 8192, 16384, 32768};
+  int final_tokens = 50;
+  int repeats = 5;
+  int decode_tokens = 64;
+  uint64_t seed = 1;
+  bool fp16 = false;
+  std::string hf_script;  // empty: no HF comparison
+  std::string python = "python3";
+  std::string json_out;
+  std::string oracle_out;  // oracle mode
+};
+
+}  // namespace
+
+#if BLOCKKV_HAVE_CUDA
+namespace {
+
+namespace fs = std::filesystem;
+using cuda::CudaRuntime;
+
+double Ms(std::chrono::steady_clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times `fn` `repeats` times after one warm-up; returns the median in ms.
+template <typename Fn>
+double TimeMedian(int repeats, Fn&& fn) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(Ms(std::chrono::steady_clock::now() - start));
+  }
+  return Median(t);
+}
+
+std::vector<int32_t> RandomTokens(size_t n, int vocab, uint64_t& state) {
+  std::vector<int32_t> t(n);
+  for (int32_t& x : t) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return t;
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  if (!f) Fail("cannot write " + path);
+}
+
+std::string Fmt(double v, int digits = 2) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+void RunBench(const BenchOptions& o) {
+  std::string why;
+  if (!CudaRuntime::DeviceAvailable(&why)) Fail("no CUDA device (" + why + ")");
+  const SyntheticModelSpec spec = Check(SyntheticPreset(o.preset));
+  const std::string config_json = SyntheticConfigJson(spec);
+  const ModelConfig config = Check(ParseModelConfig(config_json, o.preset));
+  cuda::CudaRuntimeOptions ro;
+  ro.precision = o.fp16 ? cuda::Precision::kFP16 : cuda::Precision::kBF16;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<CudaRuntime> rt = Check(CudaRuntime::CreateRandom(config, o.seed, ro));
+  const double init_ms = Ms(std::chrono::steady_clock::now() - t0);
+  const int vocab = config.vocab_size;
+  const int64_t max_len = *std::max_element(o.lengths.begin(), o.lengths.end());
+  std::fprintf(stderr, "bench: %s (%s) on %s, random weights made on the GPU in %.0f ms\n", o.preset.c_str(),
+               cuda::PrecisionName(rt->precision()), rt->device_name().c_str(), init_ms);
+
+  nlohmann::json rows = nlohmann::json::array();
+  uint64_t rng = o.seed * 7919 + 1;
+  std::unique_ptr<cuda::DeviceKVCache> cache = Check(rt->NewCache(max_len + o.decode_tokens));
+  for (const int64_t len : o.lengths) {
+    nlohmann::json row;
+    row["tokens"] = len;
+    // Full prefill: the whole prompt, causal; logits of the last position.
+    const std::vector<int32_t> prompt = RandomTokens(len, vocab, rng);
+    std::vector<float> logits;
+    row["full_prefill_ms"] = TimeMedian(o.repeats, [&] {
+      Check(rt->Truncate(*cache, 0));
+      logits = Check(rt->Extend(*cache, prompt));
+    });
+    // Decode after the prompt: greedy, one graph replay per token.
+    {
+      DecodeOptions d;
+      d.max_new_tokens = o.decode_tokens;
+      Check(rt->Truncate(*cache, len));
+      Check(rt->Decode(*cache, logits, d));  // warm-up (captures the graph)
+      Check(rt->Truncate(*cache, len));
+      const auto start = std::chrono::steady_clock::now();
+      const std::vector<int32_t> out = Check(rt->Decode(*cache, logits, d));
+      const double ms = Ms(std::chrono::steady_clock::now() - start);
+      // The first token comes from the prefill's logits; the other out.size() - 1 each ran the model.
+      row["decode_tokens_per_s"] = (out.size() - 1) / (ms / 1000.0);
+    }
+    // Block mode: passages of 100-200 tokens up to len - final, encoded once (batched) and kept on the GPU.
+    if (len > o.final_tokens) {
+      std::vector<std::vector<int32_t>> passages;
+      int64_t left = len - o.final_tokens;
+      while (left > 0) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t n = 100 + static_cast<int64_t>((rng >> 33) % 101);
+        if (left <= 200) n = left;                  // the last passage
+        else if (left - n < 100) n = left - 100;    // leave at least 100 for it
+        passages.push_back(RandomTokens(n, vocab, rng));
+        left -= n;
+      }
+      const auto enc_start = std::chrono::steady_clock::now();
+      auto blocks = Check(rt->EncodeBlocksResident(passages));
+      row["encode_ms"] = Ms(std::chrono::steady_clock::now() - enc_start);
+      row["passages"] = passages.size();
+      const std::vector<int32_t> question = RandomTokens(o.final_tokens, vocab, rng);
+      auto assemble = [&] {
+        Check(rt->Truncate(*cache, 0));
+        for (const auto& b : blocks) Check(rt->AppendBlock(*cache, *b));
+      };
+      // With re-encoding: RoPE of every passage's keys at its offset and copies into the cache, then the
+      // final block.
+      row["block_ttft_reencode_ms"] = TimeMedian(o.repeats, [&] {
+        assemble();
+        logits = Check(rt->Extend(*cache, question));
+      });
+      // The passages already in the cache at their offsets: the final block alone.
+      assemble();
+      const int64_t ctx = cache->length();
+      row["block_ttft_ms"] = TimeMedian(o.repeats, [&] {
+        Check(rt->Truncate(*cache, ctx));
+        logits = Check(rt->Extend(*cache, question));
+      });
+    }
+    std::fprintf(stderr, "bench: %s\n", row.dump().c_str());
+    rows.push_back(row);
+  }
+  cache.reset();
+
+  nlohmann::json result;
+  result["device"] = rt->device_name();
+  result["model"] = o.preset;
+  result["precision"] = cuda::PrecisionName(rt->precision());
+  result["final_tokens"] = o.final_tokens;
+  result["repeats"] = o.repeats;
+  result["rows"] = rows;
+
+  if (!o.hf_script.empty()) {
+    rt.reset();  // give the GPU's memory back before HF loads its copy
+    const fs::path dir = fs::temp_directory_path() / ("blockkv-bench-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    WriteText((dir / "config.json").string(), config_json);
+    std::ostringstream lengths;
+    for (size_t i = 0; i < o.lengths.size(); ++i) lengths << (i ? "," : "") << o.lengths[i];
+    const std::string hf_json = (dir / "hf.json").string();
+    const std::string cmd = o.python + " " + o.hf_script + " --config " + dir.string() + " --lengths " + lengths.str() +
+                            " --final " + std::to_string(o.final_tokens) + " --repeats " + std::to_string(o.repeats) +
+                            " --json " + hf_json;
+    std::fprintf(stderr, "bench: %s\n", cmd.c_str());
+    const int rc = std::system(cmd.c_str());
+    std::ifstream f(hf_json);
+    if (rc == 0 && f) {
+      nlohmann::json hf = nlohmann::json::parse(f);
+      result["hf"] = hf;
+      for (auto& row : result["rows"]) {
+        for (const auto& h : hf["rows"]) {
+          if (h["tokens"] == row["tokens"]) {
+            row["hf_full_prefill_ms"] = h["full_prefill_ms"];
+            if (h.contains("block_ttft_ms")) row["hf_block_ttft_ms"] = h["block_ttft_ms"];
+            row["hf_over_blockkv_full"] = h["full_prefill_ms"].get<double>() / row["full_prefill_ms"].get<double>();
+          }
+        }
+      }
+    } else {
+      result["hf_error"] = "hf_bench.py exited with status " + std::to_string(rc);
+    }
+    fs::remove_all(dir);
+  }
+
+  // The table.
+  std::printf("%s, %s, batch 1, %s; median of %d runs after a warm-up; ms unless noted\n",
+              o.preset.c_str(), result["precision"].get<std::string>().c_str(), result["device"].get<std::string>().c_str(),
+              o.repeats);
+  std::printf("| tokens | full prefill | HF sdpa full | HF / blockkv | block TTFT (KV in cache) | block TTFT (+ re-encode) "
+              "| HF block TTFT | batched encode of passages | decode tok/s |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : result["rows"]) {
+    auto get = [&](const char* k, int digits = 2) { return r.contains(k) ? Fmt(r[k].get<double>(), digits) : std::string("-"); };
+    std::printf("| %lld | %s | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(r["tokens"].get<int64_t>()),
+                get("full_prefill_ms").c_str(), get("hf_full_prefill_ms").c_str(), get("hf_over_blockkv_full").c_str(),
+                get("block_ttft_ms").c_str(), get("block_ttft_reencode_ms").c_str(), get("hf_block_ttft_ms").c_str(),
+                get("encode_ms", 1).c_str(), get("decode_tokens_per_s", 1).c_str());
+  }
+  if (!o.json_out.empty()) WriteText(o.json_out, result.dump(2) + "\n");
+}
+
+// Small models of every architecture preset (head_dim 64), a block prompt, and the CUDA runtime's logits of
+// every final-block position in block and full mode, for tests/oracle/gpu_oracle.sh.
+void RunOracle(const BenchOptions& o) {
+  const fs::path root(o.oracle_out);
+  fs::create_directories(root);
+  uint64_t rng = 12345;
+  std::vector<std::vector<int32_t>> blocks;
+  for (int n : {40, 73, 55, 120}) blocks.push_back(RandomTokens(n, 2048, rng));
+  const std::vector<int32_t> final_tokens = RandomTokens(37, 2048, rng);
+  nlohmann::json prompt;
+  prompt["blocks"] = blocks;
+  prompt["blocks"].push_back(final_tokens);
+  WriteText((root / "prompt.json").string(), prompt.dump() + "\n");
+  for (const std::string arch : {"llama3", "llama2", "mistral", "qwen2"}) {
+    SyntheticModelSpec spec = Check(SyntheticPreset("small", arch));
+    spec.head_dim = 64;
+    spec.num_kv_heads = 2;
+    spec.num_heads = arch == "llama3" ? 8 : 4;
+    spec.seed = 42;
+    spec.dtype = DType::kBF16;
+    const fs::path dir = root / arch;
+    Check(WriteSyntheticModel(spec, (dir / "model").string()));
+    cuda::CudaRuntimeOptions ro;
+    ro.precision = o.fp16 ? cuda::Precision::kFP16 : cuda::Precision::kBF16;
+    std::unique_ptr<CudaRuntime> rt = Check(CudaRuntime::Open((dir / "model").string(), ro));
+    PrefillOptions all;
+    all.all_logits = true;
+    auto encoded = Check(rt->EncodeBlocksResident(blocks));
+    std::vector<const cuda::DeviceBlock*> ptrs;
+    for (const auto& b : encoded) ptrs.push_back(b.get());
+    const auto block = Check(rt->Prefill(ptrs, final_tokens, all));
+    std::vector<int32_t> whole;
+    for (const auto& b : blocks) whole.insert(whole.end(), b.begin(), b.end());
+    whole.insert(whole.end(), final_tokens.begin(), final_tokens.end());
+    const auto full = Check(rt->PrefillFull(whole, all));
+    const int64_t vocab = rt->vocab_size();
+    Check(WriteNpy((dir / "block.npy").string(), block.logits, {static_cast<int64_t>(final_tokens.size()), vocab}));
+    // Full mode: the last final_tokens positions, the same rows as block mode.
+    const std::vector<float> tail(full.logits.end() - final_tokens.size() * vocab, full.logits.end());
+    Check(WriteNpy((dir / "full.npy").string(), tail, {static_cast<int64_t>(final_tokens.size()), vocab}));
+    std::fprintf(stderr, "oracle: %s: wrote %s\n", arch.c_str(), dir.c_str());
+  }
+}
+
+}  // namespace
+#endif  // BLOCKKV_HAVE_CUDA
+
+void RegisterBenchCommand(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "bench",
+      "GPU benchmark: full prefill, block-mode first-token latency over GPU-resident passages, decode tokens/s, "
+      "and HF transformers' full prefill of the same shapes (docs/benchmarks.md)");
+  sub->add_option("--preset", o->preset, "Model shape: " + [] {
+    std::string s;
+    for (const auto& p : SyntheticPresetNames()) s += (s.empty() ? "" : ", ") + p;
+    return s;
+  }())->capture_default_str();
+  sub->add_option("--lengths", o->lengths, "Prompt lengths in tokens")->delimiter(',')->capture_default_str();
+  sub->add_option("--final-tokens", o->final_tokens, "Tokens of the final block")->capture_default_str()->check(CLI::Range(1, 100000));
+  sub->add_option("--repeats", o->repeats, "Timed runs per measurement (median)")->capture_default_str()->check(CLI::Range(1, 1000));
+  sub->add_option("--decode-tokens", o->decode_tokens, "Tokens generated per decode measurement")->capture_default_str()->check(CLI::Range(2, 100000));
+  sub->add_option("--seed", o->seed, "Seed of the random weights and tokens")->capture_default_str();
+  sub->add_flag("--fp16", o->fp16, "fp16 storage instead of bf16");
+  sub->add_option("--hf-script", o->hf_script, "Run this HF transformers script (tests/oracle/hf_bench.py) for comparison");
+  sub->add_option("--python", o->python, "Python interpreter for --hf-script")->capture_default_str();
+  sub->add_option("--json", o->json_out, "Also write the results as JSON here");
+  sub->add_option("--oracle-out", o->oracle_out,
+                  "Instead of benchmarking: write small models of the four architecture presets and the CUDA "
+                  "runtime's logits into this directory (tests/oracle/gpu_oracle.sh)");
+  sub->callback([o] {
+#if !BLOCKKV_HAVE_CUDA
+    Fail("this blockkv was built without the CUDA backend (no nvcc at build time)");
+#else
+    if (!o->oracle_out.empty()) return RunOracle(*o);
+    if (o->lengths.empty()) Fail("--lengths is empty");
+    for (int64_t l : o->lengths) {
+      if (l < 1 || l > (1 << 20)) Fail("bad length " + std::to_string(l));
+    }
+    RunBench(*o);
+#endif
+  });
+}
+
 }  // namespace blockkv::cli

@@ -621,6 +621,15 @@ StatusOr<std::vector<int32_t>> CudaRuntime::Decode(DeviceKVCache& cache, std::sp
   return out;
 }
 
+Status CudaRuntime::Truncate(DeviceKVCache& cache, int64_t length) {
+  if (length < 0 || length > cache.impl_->length) {
+    return Status::InvalidArgument("cannot truncate a cache of " + std::to_string(cache.impl_->length) + " tokens to " +
+                                   std::to_string(length));
+  }
+  cache.impl_->length = length;
+  return Status::OK();
+}
+
 StatusOr<KVCache> CudaRuntime::DownloadCache(const DeviceKVCache& cache) {
   const ModelConfig& c = config();
   const DeviceKVCache::Impl& kc = *cache.impl_;

@@ -134,6 +134,10 @@ class CudaRuntime {
   StatusOr<std::vector<int32_t>> Decode(DeviceKVCache& cache, std::span<const float> last_logits,
                                         const DecodeOptions& options);
 
+  // Drops the cache's tokens from `length` on (keeping its memory): reuse of a prefix, or of the whole
+  // allocation with 0. InvalidArgument if length is negative or past the cache's length.
+  Status Truncate(DeviceKVCache& cache, int64_t length);
+
   // The cache's contents in the CPU runtime's format (fp32), for tests.
   StatusOr<KVCache> DownloadCache(const DeviceKVCache& cache);
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything the CUDA backend needs a GPU for, in one go (one device call): the GPU test suites, the same
+# suites under compute-sanitizer memcheck, the HF transformers oracle on the four presets, and the
+# benchmark with HF's side. Logs and JSON go to OUTDIR; a summary is printed last.
+#
+# Usage (on the GPU host, from the repository root, after `source PACK/env.sh` puts blockkv and
+# blockkv_tests on PATH):  tests/oracle/gpu_run.sh OUTDIR [BENCH_ARGS...]
+set -uo pipefail
+OUT=${1:?usage: gpu_run.sh OUTDIR [BENCH_ARGS...]}
+shift
+mkdir -p "$OUT"
+export PATH="$PATH:/usr/local/cuda/bin"
+HERE=$(cd "$(dirname "$0")" && pwd)
+summary=()
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - start))")")
+  return $rc
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
+step tests 300 blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
+step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
+  --run_test=cuda_ops,cuda_runtime --report_level=short
+ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR
+step oracle 300 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
+cp "$ORACLE_DIR/gpu_oracle.json" "$OUT/" 2>/dev/null
+step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
+echo "== gpu"; cat "$OUT/gpu.txt"
+echo "== tests";  grep -E "failure|error|passed|skipped|Test module" "$OUT/tests.log" | tail -15
+echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$OUT/memcheck.log" | tail -5
+echo "== oracle"; tail -10 "$OUT/oracle.log"
+echo "== bench"; tail -12 "$OUT/bench.log"
+echo "== steps"; printf '%s\n' "${summary[@]}"
