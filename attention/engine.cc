@@ -129,6 +129,11 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
     const auto p0 = Clock::now();
     ASSIGN_OR_RETURN(pre, runtime_->PrefillFull(all, req.prefill));
     t.prefill_ms = Ms(p0, Clock::now());
+    if (req.prefill.all_logits) {
+      // Like block mode, return the final block's positions only.
+      const size_t keep = req.final_tokens.size() * static_cast<size_t>(runtime_->vocab_size());
+      pre.logits.erase(pre.logits.begin(), pre.logits.end() - static_cast<std::ptrdiff_t>(keep));
+    }
   } else {
     for (size_t i = 0; i < req.blocks.size(); ++i) {
       const auto& b = req.blocks[i];

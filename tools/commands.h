@@ -8,6 +8,7 @@ namespace blockkv::cli {
 void RegisterAdminCommands(CLI::App& app);     // ls, stat, show, verify, rm, evict, budget, compact, pin, unpin
 void RegisterExchangeCommands(CLI::App& app);  // import, export
 void RegisterBenchStoreCommand(CLI::App& app); // bench-store
+void RegisterBenchCpuCommand(CLI::App& app);   // bench-cpu
 void RegisterRuntimeCommands(CLI::App& app);   // make-model, run, demo
 void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterAdminCommands(app);
   blockkv::cli::RegisterExchangeCommands(app);
   blockkv::cli::RegisterBenchStoreCommand(app);
+  blockkv::cli::RegisterBenchCpuCommand(app);
   blockkv::cli::RegisterRuntimeCommands(app);
   blockkv::cli::RegisterBenchCommand(app);
   try {
