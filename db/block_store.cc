@@ -174,7 +174,8 @@ rocksdb::DBOptions MakeDBOptions(const StoreOptions& o) {
   d.bytes_per_sync = 1 << 20;
   d.keep_log_file_num = 4;
   d.max_manifest_file_size = 64 << 20;
-  if (o.mode != OpenMode::kReadWrite) d.max_open_files = -1;  // required for secondaries
+  if (o.mode != OpenMode::kReadWrite) d.max_open_files = -1;
+  if (o.env != nullptr) d.env = o.env;
   return d;
 }
 

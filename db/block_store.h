@@ -26,6 +26,10 @@
 #include "db/dtype.h"
 #include "db/status.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace blockkv {
 
 enum class OpenMode {
@@ -52,6 +56,9 @@ struct StoreOptions {
   bool sync_writes = true;
   // Block cache for metadata tables, bytes. Default: 32 MiB.
   uint64_t meta_cache_bytes = 32ull << 20;
+  // The RocksDB environment (file system) to use, e.g. a fault-injecting one in tests. Not owned; must
+  // outlive the store. Default: nullptr, the operating system's.
+  rocksdb::Env* env = nullptr;
 };
 
 // Everything about a block except its tensors.
