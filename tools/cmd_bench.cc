@@ -151,9 +151,11 @@ void RunBench(const BenchOptions& o) {
       row["encode_ms"] = Ms(std::chrono::steady_clock::now() - enc_start);
       row["passages"] = passages.size();
       const std::vector<int32_t> question = RandomTokens(o.final_tokens, vocab, rng);
+      std::vector<const cuda::DeviceBlock*> ptrs;
+      for (const auto& b : blocks) ptrs.push_back(b.get());
       auto assemble = [&] {
         Check(rt->Truncate(*cache, 0));
-        for (const auto& b : blocks) Check(rt->AppendBlock(*cache, *b));
+        Check(rt->AppendBlocks(*cache, ptrs));
       };
       // With re-encoding: RoPE of every passage's keys at its offset and copies into the cache, then the
       // final block.
@@ -239,7 +241,7 @@ void RunOracle(const BenchOptions& o) {
   uint64_t rng = 12345;
   std::vector<std::vector<int32_t>> blocks;
   for (int n : {40, 73, 55, 120}) blocks.push_back(RandomTokens(n, 2048, rng));
-  const std::vector<int32_t> final_tokens = RandomTokens(37, 2048, rng);
+  const std::vector<int32_t> final_tokens = RandomTokens(200, 2048, rng);
   nlohmann::json prompt;
   prompt["blocks"] = blocks;
   prompt["blocks"].push_back(final_tokens);

@@ -312,10 +312,12 @@ int AttentionSplits(int max_rows, int max_keys, int kv_heads, int num_seqs, int 
   const int block_m = BlockRows(max_rows);
   const int64_t ctas = static_cast<int64_t>((max_rows + block_m - 1) / block_m) * kv_heads * num_seqs;
   if (ctas >= sm_count || max_keys <= 512) return 1;
-  // Enough CTAs for two waves, each split at least 256 keys long.
-  int splits = static_cast<int>((2 * sm_count + ctas - 1) / ctas);
-  splits = std::min({splits, (max_keys + 255) / 256, 128});
-  return std::max(splits, 1);
+  // Fill exactly one wave: the 128-row CTAs (215 registers a thread) fit one per multiprocessor, the
+  // 64-row ones two. A partial extra wave would cost as much as a full one.
+  const int64_t slots = static_cast<int64_t>(sm_count) * (block_m == 128 ? 1 : 2);
+  int64_t splits = slots / ctas;
+  splits = std::min<int64_t>({splits, (max_keys + 255) / 256, 128});
+  return static_cast<int>(std::max<int64_t>(splits, 1));
 }
 
 Status LaunchAttention(AttnParams p, Precision precision, int sm_count, cudaStream_t stream) {

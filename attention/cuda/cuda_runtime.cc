@@ -60,7 +60,7 @@ struct CudaRuntime::Impl {
   std::string device_name;
   std::unique_ptr<DeviceModel> model;
   // Per-pass inputs (ids, positions, sequences), the logits of Extend, scratch keys/values for encoding.
-  DeviceBuffer ids, pos, seqs, logits, k_scratch, v_scratch;
+  DeviceBuffer ids, pos, seqs, logits, k_scratch, v_scratch, jobs;
   ~Impl() {
     model.reset();
     if (stream != nullptr) cudaStreamDestroy(stream);
@@ -411,22 +411,44 @@ Status CudaRuntime::AppendBlock(DeviceKVCache& cache, const BlockKV& block) {
 }
 
 Status CudaRuntime::AppendBlock(DeviceKVCache& cache, const DeviceBlock& block) {
+  const DeviceBlock* one = &block;
+  return AppendBlocks(cache, std::span<const DeviceBlock* const>(&one, 1));
+}
+
+Status CudaRuntime::AppendBlocks(DeviceKVCache& cache, std::span<const DeviceBlock* const> blocks) {
   const ModelConfig& c = config();
   DeviceKVCache::Impl& kc = *cache.impl_;
-  const DeviceBlock::Impl& d = *block.impl_;
-  if (d.k.size() != static_cast<size_t>(c.num_layers)) return Status::InvalidArgument("block of another model");
-  RETURN_IF_ERROR(CheckLength(c, kc.length + d.tokens));
-  if (d.tokens == 0) return Status::OK();
-  RETURN_IF_ERROR(Reserve(cache, kc.length + d.tokens));
-  const size_t kvd = c.kv_dim();
-  for (int l = 0; l < c.num_layers; ++l) {
-    RETURN_IF_ERROR(LaunchRopeKeys(d.k[l], kc.k[l].as<uint16_t>() + kc.length * kvd, d.tokens, c.num_kv_heads,
-                                   c.head_dim, c.rope.rotary_dim, impl_->model->inv_freq(), kc.length, precision(),
-                                   impl_->stream));
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kc.v[l].as<uint16_t>() + kc.length * kvd, d.v[l], d.tokens * kvd * 2,
-                                         cudaMemcpyDeviceToDevice, impl_->stream));
+  int64_t total = kc.length;
+  int max_tokens = 0;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (blocks[b] == nullptr) return Status::InvalidArgument("block " + std::to_string(b) + " is null");
+    if (blocks[b]->impl_->k.size() != static_cast<size_t>(c.num_layers)) {
+      return Status::InvalidArgument("block " + std::to_string(b) + " was encoded by a model of another shape");
+    }
+    total += blocks[b]->tokens();
+    max_tokens = std::max(max_tokens, static_cast<int>(blocks[b]->tokens()));
   }
-  kc.length += d.tokens;
+  RETURN_IF_ERROR(CheckLength(c, total));
+  if (total == kc.length) return Status::OK();
+  RETURN_IF_ERROR(Reserve(cache, total));
+  // One job per (layer, block): rotate its keys to their offsets in this prompt, copy its values.
+  const size_t kvd = c.kv_dim();
+  std::vector<RopeAppendJob> jobs;
+  jobs.reserve(blocks.size() * c.num_layers);
+  for (int l = 0; l < c.num_layers; ++l) {
+    int64_t row = kc.length;
+    for (const DeviceBlock* b : blocks) {
+      const DeviceBlock::Impl& d = *b->impl_;
+      jobs.push_back({d.k[l], d.v[l], kc.k[l].as<uint16_t>() + row * kvd, kc.v[l].as<uint16_t>() + row * kvd,
+                      static_cast<int32_t>(d.tokens), static_cast<int32_t>(row)});
+      row += d.tokens;
+    }
+  }
+  RETURN_IF_ERROR(UploadVector(jobs, &impl_->jobs, impl_->stream));
+  RETURN_IF_ERROR(LaunchRopeAppend(impl_->jobs.as<RopeAppendJob>(), static_cast<int>(jobs.size()), max_tokens,
+                                   c.num_kv_heads, c.head_dim, c.rope.rotary_dim, impl_->model->inv_freq(),
+                                   precision(), impl_->stream));
+  kc.length = total;
   return Status::OK();  // ordered before any later work on the runtime's stream
 }
 
@@ -515,9 +537,7 @@ StatusOr<CudaPrefillResult> CudaRuntime::Prefill(std::span<const DeviceBlock* co
   RETURN_IF_ERROR(CheckLength(config(), total));
   CudaPrefillResult result;
   ASSIGN_OR_RETURN(result.cache, NewCache(std::max(total, capacity)));
-  for (size_t b = 0; b < blocks.size(); ++b) {
-    RETURN_IF_ERROR(AppendBlock(*result.cache, *blocks[b]).WithContext("block " + std::to_string(b)));
-  }
+  RETURN_IF_ERROR(AppendBlocks(*result.cache, blocks));
   ASSIGN_OR_RETURN(result.logits, ExtendImpl(*result.cache, final_tokens, options.all_logits));
   return result;
 }

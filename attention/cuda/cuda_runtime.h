@@ -117,6 +117,8 @@ class CudaRuntime {
   // values (host: one H2D copy per layer; device: device-to-device). Grows the cache if needed.
   Status AppendBlock(DeviceKVCache& cache, const BlockKV& block);
   Status AppendBlock(DeviceKVCache& cache, const DeviceBlock& block);
+  // Appends several device blocks in order with one kernel launch for all of them and all layers.
+  Status AppendBlocks(DeviceKVCache& cache, std::span<const DeviceBlock* const> blocks);
 
   // Runtime::Prefill / PrefillFull / Extend. `capacity` reserves room for later tokens (0: just the prompt).
   StatusOr<CudaPrefillResult> Prefill(std::span<const BlockKV* const> blocks, std::span<const int32_t> final_tokens,

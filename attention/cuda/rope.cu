@@ -71,7 +71,49 @@ __global__ void RopeKeysKernel(const T* __restrict__ src, T* __restrict__ dst, i
   }
 }
 
+constexpr int kAppendTokens = 8;  // tokens per CTA of RopeAppendKernel
+
+// grid: (jobs, ceil(max_tokens / kAppendTokens)); each CTA rotates and copies up to kAppendTokens tokens.
+template <typename T>
+__global__ void RopeAppendKernel(const RopeAppendJob* __restrict__ jobs, int kv_heads, int head_dim, int rotary_dim,
+                                 const float* __restrict__ inv_freq) {
+  __shared__ float c[kMaxHalf], s[kMaxHalf];
+  const RopeAppendJob job = jobs[blockIdx.x];
+  const int half = rotary_dim / 2, kvd = kv_heads * head_dim;
+  const int t0 = blockIdx.y * kAppendTokens;
+  const int t1 = min(job.tokens, t0 + kAppendTokens);
+  for (int t = t0; t < t1; ++t) {
+    __syncthreads();  // the previous token's angles are no longer read
+    Angles(inv_freq, half, static_cast<float>(job.first_position + t), c, s);
+    const T* ks = static_cast<const T*>(job.k_src) + static_cast<int64_t>(t) * kvd;
+    T* kd = static_cast<T*>(job.k_dst) + static_cast<int64_t>(t) * kvd;
+    const T* vs = static_cast<const T*>(job.v_src) + static_cast<int64_t>(t) * kvd;
+    T* vd = static_cast<T*>(job.v_dst) + static_cast<int64_t>(t) * kvd;
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+      const int h = i / head_dim, d = i % head_dim;
+      kd[i] = dev::FromFloat<T>(Rotated(ks + h * head_dim, nullptr, d, half, c, s));
+      vd[i] = vs[i];
+    }
+  }
+}
+
 }  // namespace
+
+Status LaunchRopeAppend(const RopeAppendJob* jobs, int num_jobs, int max_tokens, int kv_heads, int head_dim,
+                        int rotary_dim, const float* inv_freq, Precision precision, cudaStream_t stream) {
+  if (num_jobs == 0 || max_tokens == 0) return Status::OK();
+  if (num_jobs < 0 || max_tokens < 0 || jobs == nullptr || kv_heads <= 0 || head_dim <= 0 || rotary_dim <= 0 ||
+      rotary_dim % 2 != 0 || rotary_dim > head_dim || rotary_dim / 2 > kMaxHalf || inv_freq == nullptr) {
+    return Status::InvalidArgument("rope_append: bad arguments");
+  }
+  const dim3 grid(num_jobs, (max_tokens + kAppendTokens - 1) / kAppendTokens);
+  if (precision == Precision::kBF16) {
+    RopeAppendKernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(jobs, kv_heads, head_dim, rotary_dim, inv_freq);
+  } else {
+    RopeAppendKernel<__half><<<grid, 256, 0, stream>>>(jobs, kv_heads, head_dim, rotary_dim, inv_freq);
+  }
+  return CudaStatus(cudaGetLastError(), "RopeAppendKernel");
+}
 
 Status LaunchQkvRope(const QkvRopeParams& p, Precision precision, cudaStream_t stream) {
   if (p.n <= 0 || p.heads <= 0 || p.kv_heads <= 0 || p.head_dim <= 0 || p.rotary_dim <= 0 ||

@@ -40,4 +40,19 @@ Status LaunchQkvRope(const QkvRopeParams& p, Precision precision, cudaStream_t s
 Status LaunchRopeKeys(const void* src, void* dst, int64_t tokens, int kv_heads, int head_dim, int rotary_dim,
                       const float* inv_freq, int64_t first_position, Precision precision, cudaStream_t stream);
 
+// One block's keys and values to re-encode into a cache: rotate `tokens` pre-RoPE keys to positions
+// first_position .. and copy the values. Device pointers, (tokens, kv_heads, head_dim) T each.
+struct RopeAppendJob {
+  const void* k_src;
+  const void* v_src;
+  void* k_dst;
+  void* v_dst;
+  int32_t tokens;
+  int32_t first_position;
+};
+// Runs `num_jobs` jobs (device array; e.g. every block of a prompt, every layer) in one launch.
+// max_tokens: the largest jobs[i].tokens.
+Status LaunchRopeAppend(const RopeAppendJob* jobs, int num_jobs, int max_tokens, int kv_heads, int head_dim,
+                        int rotary_dim, const float* inv_freq, Precision precision, cudaStream_t stream);
+
 }  // namespace blockkv::cuda

@@ -2,7 +2,7 @@
 # The CUDA runtime against HF transformers on small synthetic models of the four architecture presets
 # (llama3, llama2, mistral, qwen2; bf16 weights, head_dim 64), in block mode and full mode (DESIGN §8.3).
 #
-# `blockkv bench --oracle-out` writes the models, a prompt of 4 blocks + a 37-token final block, and the
+# `blockkv bench --oracle-out` writes the models, a prompt of 4 blocks (288 tokens) + a 200-token final block, and the
 # CUDA runtime's bf16 logits of every final-block position. HF then computes the same logits twice: in bf16
 # (the same storage precision: the comparison the done-criteria name) and in fp32 (the truth). HF's own
 # bf16-vs-fp32 error is the size of bf16 noise; a preset passes when top-1 agrees with HF bf16 on >= 99%
