@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "db/block_store_impl.h"
 #include "db/rocksdb_util.h"
@@ -231,9 +232,8 @@ StatusOr<std::unique_ptr<BlockStore>> BlockStoreImpl::OpenImpl(const std::string
     fs::create_directories(path, ec);
   }
   std::unique_ptr<BlockStoreImpl> s(new BlockStoreImpl(path, options));
-  RETURN_IF_ERROR(s->OpenDB());
   s->pool_ = std::make_unique<ThreadPool>(options.threads);
-  RETURN_IF_ERROR(s->LoadState());
+  RETURN_IF_ERROR(s->OpenAndLoad());
   if (options.mode == OpenMode::kReadWrite) s->compactor_ = std::thread([p = s.get()] { p->CompactionLoop(); });
   return std::unique_ptr<BlockStore>(std::move(s));
 }
@@ -242,25 +242,45 @@ Status BlockStoreImpl::OpenDB() {
   rocksdb::DBOptions dbo = MakeDBOptions(options_);
   auto cfs = MakeColumnFamilies(options_);
   rocksdb::Status rs;
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   if (options_.mode == OpenMode::kReadWrite) {
-    rs = rocksdb::DB::Open(dbo, path_, cfs, &handles_, &db_);
+    rs = rocksdb::DB::Open(dbo, path_, cfs, &handles, &db);
   } else {
     // Secondary mode is a read-only instance reopened by TryCatchUp(): RocksDB's own secondary
     // instances do not support BlobDB (they crash reading blob files in 7.8; upstream documents the
-    // combination as unsupported).
-    rs = rocksdb::DB::OpenForReadOnly(dbo, path_, cfs, &handles_, &db_,
-                                      /*error_if_wal_file_exists=*/false);
+    // combination as unsupported). A live writer may delete files (compaction, blob garbage
+    // collection) while a read-only open reads its MANIFEST; such an open fails and is retried.
+    for (int attempt = 0;; ++attempt) {
+      rs = rocksdb::DB::OpenForReadOnly(dbo, path_, cfs, &handles, &db,
+                                        /*error_if_wal_file_exists=*/false);
+      if (rs.ok() || attempt == 20 || !(rs.IsIOError() || rs.IsPathNotFound() || rs.IsCorruption()))
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 * (attempt + 1)));
+    }
   }
-  if (!rs.ok()) {
-    db_ = nullptr;
-    handles_.clear();
-    return FromRocks(rs, "opening store " + path_);
-  }
+  if (!rs.ok()) return FromRocks(rs, "opening store " + path_);
+  CloseDB();
+  db_ = db;
+  handles_ = std::move(handles);
   meta_ = cf(kMetaCF);
   kv_ = cf(kKvCF);
   names_ = cf(kNamesCF);
   sys_ = cf(kSysCF);
   return Status::OK();
+}
+
+Status BlockStoreImpl::OpenAndLoad() {
+  for (int attempt = 0;; ++attempt) {
+    RETURN_IF_ERROR(OpenDB());
+    Status st = LoadState();
+    // A read-only view opened while the writer flushes can miss the write-ahead log the writer just
+    // retired (RocksDB reads the MANIFEST, then the logs): the view then lacks recent writes. Missing
+    // store records show it; open again.
+    if (st.ok() || options_.mode == OpenMode::kReadWrite || attempt == 20 || !st.IsInvalidArgument())
+      return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * (attempt + 1)));
+  }
 }
 
 void BlockStoreImpl::CloseDB() {
@@ -787,6 +807,10 @@ Status BlockStoreImpl::GetLayer(const BlockId& id, uint32_t layer, void* k_out, 
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), kv_, KvKey(id, layer), &v);
   const std::string what = IdText(id) + " layer " + std::to_string(layer);
   if (rs.IsNotFound()) return Status::NotFound(what + " is not in the store");
+  if (rs.IsIOError() && options_.mode != OpenMode::kReadWrite &&
+      rs.ToString().find("No such file") != std::string::npos)
+    return Status::Busy(what + ": the writer compacted the store under this read-only view; catch up "
+                               "(TryCatchUp) or reopen, and retry");
   RETURN_IF_ERROR(FromRocks(rs, what));
   std::string_view value(v.data(), v.size());
   ASSIGN_OR_RETURN(TensorHeader h, ParseTensorHeader(value));
@@ -838,9 +862,7 @@ StatusOr<BlockId> BlockStoreImpl::ResolveName(const std::string& name) {
 
 Status BlockStoreImpl::TryCatchUp() {
   if (options_.mode != OpenMode::kSecondary) return Status::OK();
-  CloseDB();
-  RETURN_IF_ERROR(OpenDB());
-  return LoadState();
+  return OpenAndLoad();
 }
 
 }  // namespace blockkv

@@ -86,7 +86,8 @@ class BlockStoreImpl final : public BlockStore {
   };
 
   BlockStoreImpl(std::string path, const StoreOptions& options);
-  Status OpenDB();
+  Status OpenDB();  // opens (or reopens) the RocksDB instance; on failure the old one stays
+  Status OpenAndLoad();
   void CloseDB();
   Status LoadState();
   Status RequireWriter(const char* op) const;
