@@ -165,8 +165,9 @@ class BlockStore {
 
   // Reads layer `layer` of block `id` into k_out and v_out, each of `tensor_bytes` bytes (the block's
   // BlockMeta::tensor_bytes(); InvalidArgument if it differs). NotFound if absent; Corruption (naming the
-  // block and layer) if the value fails its checksum. On error the output buffers may hold partial data
-  // and must not be used.
+  // block and layer) if the value fails its checksum; Busy in read-only and secondary modes when the
+  // writer has since garbage-collected the file this view points to (TryCatchUp or reopen, then retry).
+  // On error the output buffers may hold partial data and must not be used.
   virtual Status GetLayer(const BlockId& id, uint32_t layer, void* k_out, void* v_out,
                           uint64_t tensor_bytes) = 0;
 
