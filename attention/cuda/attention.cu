@@ -13,9 +13,16 @@ namespace {
 constexpr int kBlockN = 64;  // keys per tile
 constexpr int kPad = 8;      // elements of padding per shared-memory row: ldmatrix rows hit distinct banks
 
+// K/V pipeline depth: the 128-row variant runs one CTA per multiprocessor (register-bound), so it keeps
+// two tiles in flight while computing a third; the 64-row variant (two CTAs per multiprocessor) double-buffers.
+template <int kWarps>
+__host__ __device__ constexpr int Stages() {
+  return kWarps == 8 ? 3 : 2;
+}
+
 template <int D, int kWarps>
 constexpr int SmemBytes() {
-  return (16 * kWarps + 4 * kBlockN) * (D + kPad) * 2;  // Q tile + double-buffered K and V tiles
+  return (16 * kWarps + 2 * Stages<kWarps>() * kBlockN) * (D + kPad) * 2;  // Q tile + K and V tiles per stage
 }
 
 // One CTA: kWarps * 16 query rows (token, head-in-group) of one KV head, over the keys of one split.
@@ -28,10 +35,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kThreads = kWarps * 32;
   constexpr int kLds = D + kPad;    // shared-memory row stride, elements
   constexpr int kChunks = D / 8;    // 16-byte chunks per row
+  constexpr int kStages = Stages<kWarps>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s_q = reinterpret_cast<T*>(smem_raw);   // (kBlockM, kLds)
-  T* s_k = s_q + kBlockM * kLds;             // (2, kBlockN, kLds)
-  T* s_v = s_k + 2 * kBlockN * kLds;         // (2, kBlockN, kLds)
+  T* s_k = s_q + kBlockM * kLds;             // (kStages, kBlockN, kLds)
+  T* s_v = s_k + kStages * kBlockN * kLds;   // (kStages, kBlockN, kLds)
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int group = p.heads / p.kv_heads;
@@ -133,17 +141,17 @@ __global__ void __launch_bounds__(kWarps * 32)
   // Keys below this index are visible to every row of the tile (no causal mask needed).
   const int unmasked_end = min(kv_hi, seq.past + m0 / group + 1);
 
-  load_kv(kv_lo, 0);
-  dev::CpAsyncCommit();
+  // Tiles it + 1 .. it + kStages - 1 are in flight while tile it is computed.
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < num_tiles) load_kv(kv_lo + s * kBlockN, s);
+    dev::CpAsyncCommit();  // an empty group when there is no such tile keeps the wait counts uniform
+  }
   for (int it = 0; it < num_tiles; ++it) {
-    const int k0 = kv_lo + it * kBlockN, buf = it & 1;
-    if (it + 1 < num_tiles) {
-      load_kv(k0 + kBlockN, buf ^ 1);
-      dev::CpAsyncCommit();
-      dev::CpAsyncWait<1>();
-    } else {
-      dev::CpAsyncWait<0>();
-    }
+    const int k0 = kv_lo + it * kBlockN, buf = it % kStages;
+    const int ahead = it + kStages - 1;
+    if (ahead < num_tiles) load_kv(kv_lo + ahead * kBlockN, ahead % kStages);
+    dev::CpAsyncCommit();
+    dev::CpAsyncWait<kStages - 1>();  // tile it (and Q with it) has landed
     __syncthreads();
     if (it == 0) {
 #pragma unroll

@@ -31,15 +31,20 @@ class Gemm {
   };
 
   // x: (n, in) T; w: (out, in) T; y as `output` says. Pointers 16-byte aligned; in and out multiples of 8.
-  // Matmul plans (layouts and the heuristic's algorithm) are cached per shape; capturable in a CUDA graph
-  // once a shape has run outside capture.
+  // Matmul plans (layouts and an algorithm) are cached per shape: the heuristic's first choice, or for
+  // products of at most kTuneMaxRows rows the fastest of its candidates, timed on the first call (which
+  // synchronizes the device once). Capturable in a CUDA graph once a shape has run outside capture.
   Status Linear(const void* x, const void* w, void* y, int64_t n, int in, int out, Output output,
                 Precision precision, cudaStream_t stream);
 
  private:
   struct Plan;
+  // Products of at most this many rows have their algorithm chosen by timing cuBLASLt's candidates.
+  static constexpr int64_t kTuneMaxRows = 256;
   Gemm() = default;
   StatusOr<Plan*> GetPlan(int64_t n, int in, int out, Output output, Precision precision);
+  StatusOr<cublasLtMatmulAlgo_t> Tune(const Plan& plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
+                                      int64_t n, int in, int out, Output output, Precision precision);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;

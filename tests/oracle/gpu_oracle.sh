@@ -63,15 +63,16 @@ for arch in ["llama3", "llama2", "mistral", "qwen2"]:
             "max_abs_vs_hf_bf16": float(np.abs(ours - bf).max()),
             "max_abs_vs_hf_fp32": float(np.abs(ours - f32).max()),
             "hf_bf16_max_abs_vs_hf_fp32": float(np.abs(bf - f32).max()),
+            "hf_bf16_top1_vs_hf_fp32": float((bf.argmax(-1) == f32.argmax(-1)).mean()),
             "max_abs_logit": float(np.abs(f32).max()),
         }
         r["ok"] = r["top1_vs_hf_bf16"] >= 0.99 and r["max_abs_vs_hf_fp32"] <= 2 * r["hf_bf16_max_abs_vs_hf_fp32"]
         ok &= r["ok"]
         rows.append(r)
 json.dump({"rows": rows, "torch": torch.__version__, "transformers": transformers.__version__}, open(f"{out}/gpu_oracle.json", "w"), indent=2)
-print(f"{'arch':8} {'mode':6} {'top1/bf16':>9} {'top1/fp32':>9} {'abs/bf16':>9} {'abs/fp32':>9} {'HFbf16/fp32':>11} {'max|logit|':>10} ok")
+print(f"{'arch':8} {'mode':6} {'top1/bf16':>9} {'top1/fp32':>9} {'abs/bf16':>9} {'abs/fp32':>9} {'HFbf16/fp32':>11} {'HFtop1':>6} {'max|logit|':>10} ok")
 for r in rows:
     print(f"{r['arch']:8} {r['mode']:6} {r['top1_vs_hf_bf16']:9.3f} {r['top1_vs_hf_fp32']:9.3f} {r['max_abs_vs_hf_bf16']:9.4f} "
-          f"{r['max_abs_vs_hf_fp32']:9.4f} {r['hf_bf16_max_abs_vs_hf_fp32']:11.4f} {r['max_abs_logit']:10.2f} {r['ok']}")
+          f"{r['max_abs_vs_hf_fp32']:9.4f} {r['hf_bf16_max_abs_vs_hf_fp32']:11.4f} {r['hf_bf16_top1_vs_hf_fp32']:6.3f} {r['max_abs_logit']:10.2f} {r['ok']}")
 sys.exit(0 if ok else 1)
 PYEOF
