@@ -123,14 +123,18 @@ Status WriteShard(const SyntheticModelSpec& spec, const std::vector<TensorSpec>&
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
     const uint64_t tensor_seed = spec.seed * 0x9e3779b97f4a7c15ull ^ Fnv1a(t.name);
-    const auto [mean, std] = InitScale(spec, t.name);
+    // Plain variables, not a structured binding: the lambda below captures them (clang 14 cannot
+    // capture bindings).
+    const auto scale = InitScale(spec, t.name);
+    const auto mean = scale.first;
+    const auto stddev = scale.second;
     const int64_t chunks = (numel + kChunk - 1) / kChunk;
     for (int64_t first = 0; first < chunks; first += group_chunks) {
       const int64_t count = std::min(group_chunks, chunks - first);
       cpu::ParallelFor(count, 1, threads, [&](int64_t begin, int64_t end) {
         for (int64_t c = begin; c < end; ++c) {
           const int64_t n = std::min(kChunk, numel - (first + c) * kChunk);
-          FillChunk(tensor_seed, first + c, mean, std, values.data() + c * kChunk, n);
+          FillChunk(tensor_seed, first + c, mean, stddev, values.data() + c * kChunk, n);
           FromFloat(spec.dtype, values.data() + c * kChunk, bytes.data() + c * kChunk * esize, n);
         }
       });

@@ -30,9 +30,6 @@ T GetLE(const char* p) {
   return v;
 }
 
-uint32_t HeaderChecksum(const char* header) {
-  return static_cast<uint32_t>(XXH3_64bits(header, 40));
-}
 
 // Reusable per-thread scratch and zstd contexts: encoding and decoding allocate nothing in steady state.
 struct Scratch {
@@ -118,6 +115,10 @@ uint64_t ChecksumPieces(std::span<const MutablePiece> pieces) {
 }
 
 }  // namespace
+
+uint32_t TensorHeaderChecksum(const char* header) {
+  return static_cast<uint32_t>(XXH3_64bits(header, 40));
+}
 
 const char* CodecName(Codec c) {
   switch (c) {
@@ -222,7 +223,7 @@ Status EncodeTensor(std::span<const ConstPiece> pieces, DType dtype, const uint3
   for (int i = 0; i < 4; ++i) PutLE<uint32_t>(hp + 8 + 4 * i, h.dims[i]);
   PutLE<uint64_t>(hp + 24, h.payload_bytes);
   PutLE<uint64_t>(hp + 32, h.checksum);
-  PutLE<uint32_t>(hp + 40, HeaderChecksum(hp));
+  PutLE<uint32_t>(hp + 40, TensorHeaderChecksum(hp));
   PutLE<uint32_t>(hp + 44, 0);
   return Status::OK();
 }
@@ -233,7 +234,7 @@ StatusOr<TensorHeader> ParseTensorHeader(std::string_view value) {
                               " bytes is shorter than a tensor header");
   const char* hp = value.data();
   if (std::memcmp(hp, kMagic, 4) != 0) return Status::Corruption("bad magic in tensor header");
-  if (GetLE<uint32_t>(hp + 40) != HeaderChecksum(hp))
+  if (GetLE<uint32_t>(hp + 40) != TensorHeaderChecksum(hp))
     return Status::Corruption("tensor header checksum mismatch");
   TensorHeader h;
   h.version = static_cast<uint8_t>(hp[4]);

@@ -71,6 +71,9 @@ struct EncodeOptions {
 Status EncodeTensor(std::span<const ConstPiece> pieces, DType dtype, const uint32_t dims[4],
                     const EncodeOptions& options, std::string* out);
 
+// The header checksum stored at bytes 40..43: low 32 bits of XXH3-64 over header bytes 0..39.
+uint32_t TensorHeaderChecksum(const char* header);
+
 // Parses and checks the header only (magic, version, header checksum, known codec and dtype, payload
 // size against value.size()). Corruption otherwise.
 StatusOr<TensorHeader> ParseTensorHeader(std::string_view value);
