@@ -200,6 +200,47 @@ BOOST_AUTO_TEST_CASE(decode_graphs_replay_the_eager_step_exactly) {
   BOOST_TEST(Get(f->gpu->Decode(*c1.cache, c1.logits, d)) == Get(eager->Decode(*c2.cache, c2.logits, d)));
 }
 
+BOOST_AUTO_TEST_CASE(extend_graphs_replay_the_eager_pass_exactly) {
+  if (!HaveGpu()) return;
+  // A final block repeated over the same cached prefix: the first pass runs eagerly, the second captures a
+  // CUDA graph and replays it, later ones replay it; every one equals an eager runtime's bit for bit, also
+  // for other tokens of the same shape (the inputs are uploaded before each replay) and all-logits passes.
+  auto f = Load(GpuSpec("llama3", 17));
+  const int vocab = f->cpu->vocab_size();
+  TestRng rng(43);
+  const std::vector<int32_t> prompt = rng.Tokens(700, vocab);
+  cuda::CudaRuntimeOptions eager_opts;
+  eager_opts.extend_graphs = false;
+  auto eager = Get(CudaRuntime::Create(f->cpu->model(), eager_opts));
+  auto a = Get(f->gpu->PrefillFull(prompt, {}, 1024));
+  auto b = Get(eager->PrefillFull(prompt, {}, 1024));
+  BOOST_TEST(a.logits == b.logits);
+  const int64_t ctx = a.cache->length();
+  for (int round = 0; round < 2; ++round) {
+    PrefillOptions opts;
+    opts.all_logits = round == 1;
+    const std::vector<int32_t> final_tokens = rng.Tokens(50, vocab);
+    BOOST_REQUIRE(eager->Truncate(*b.cache, ctx).ok());
+    const std::vector<float> want = Get(eager->Extend(*b.cache, final_tokens, opts));
+    for (int i = 0; i < 4; ++i) {
+      BOOST_TEST_INFO("round " << round << ", pass " << i);
+      BOOST_REQUIRE(f->gpu->Truncate(*a.cache, ctx).ok());
+      const std::vector<int32_t> tokens = i < 3 ? final_tokens : rng.Tokens(50, vocab);
+      const std::vector<float> got = Get(f->gpu->Extend(*a.cache, tokens, opts));
+      if (i < 3) {
+        BOOST_TEST(got == want);
+      } else {
+        BOOST_REQUIRE(eager->Truncate(*b.cache, ctx).ok());
+        BOOST_TEST(got == Get(eager->Extend(*b.cache, tokens, opts)));
+      }
+    }
+  }
+  // The cache the replays wrote equals the eager one.
+  const KVCache ka = Get(f->gpu->DownloadCache(*a.cache)), kb = Get(eager->DownloadCache(*b.cache));
+  BOOST_REQUIRE_EQUAL(ka.length, kb.length);
+  for (int l = 0; l < f->cpu->num_layers(); ++l) BOOST_TEST((ka.k[l] == kb.k[l] && ka.v[l] == kb.v[l]));
+}
+
 BOOST_AUTO_TEST_CASE(final_block_over_split_kv_matches_cpu) {
   if (!HaveGpu()) return;
   // Enough earlier tokens that the final block's attention is split across CTAs (split-KV + merge).

@@ -13,29 +13,38 @@ namespace {
 constexpr int kBlockN = 64;  // keys per tile
 constexpr int kPad = 8;      // elements of padding per shared-memory row: ldmatrix rows hit distinct banks
 
-// K/V pipeline depth: the 128-row variant runs one CTA per multiprocessor (register-bound), so it keeps
-// two tiles in flight while computing a third; the 64-row variant (two CTAs per multiprocessor) double-buffers.
-template <int kWarps>
-__host__ __device__ constexpr int Stages() {
-  return kWarps == 8 ? 3 : 2;
-}
+// Two variants, both 4 warps (two CTAs per multiprocessor):
+//   kMT = 1: 64 rows, each warp 16 rows with its Q fragments held in registers (decode, short blocks);
+//   kMT = 2: 128 rows, each warp 32 rows (two m16 tiles) that share every K and V fragment it reads from
+//            shared memory, which halves the ldmatrix traffic per product (the limit of the 16-rows-a-warp
+//            layout); Q fragments are re-read from shared memory per tile to stay within 255 registers.
+// Both double-buffer K/V (cp.async).
+constexpr int kStages = 2;
 
-template <int D, int kWarps>
+template <int D, int kWarps, int kMT>
 constexpr int SmemBytes() {
-  return (16 * kWarps + 2 * Stages<kWarps>() * kBlockN) * (D + kPad) * 2;  // Q tile + K and V tiles per stage
+  return (16 * kWarps * kMT + 2 * kStages * kBlockN) * (D + kPad) * 2;  // Q tile + K and V tiles per stage
 }
 
-// One CTA: kWarps * 16 query rows (token, head-in-group) of one KV head, over the keys of one split.
-// Each warp owns 16 rows; S = Q K^T and O += P V run on m16n8k16 tensor-core products with fp32
-// accumulators; the softmax runs online in the log2 domain.
-template <typename T, int D, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32)
+// exp2 on the MUFU unit (inputs are <= 0 or -inf here; denormal results flush to 0).
+__device__ __forceinline__ float FastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// One CTA: kWarps * kMT * 16 query rows (token, head-in-group) of one KV head, over the keys of one split.
+// Each warp owns kMT * 16 rows; S = Q K^T and O += P V run on m16n8k16 tensor-core products with fp32
+// accumulators; the softmax runs online in the log2 domain. Warps whose rows are all past the end skip
+// the arithmetic (they still help load tiles).
+template <typename T, int D, int kWarps, int kMT>
+__global__ void __launch_bounds__(kWarps * 32, 2)
     AttentionKernel(const AttnParams p, const int split_keys, float* const o_partial, float* const lse_partial) {
-  constexpr int kBlockM = 16 * kWarps;
+  constexpr int kWarpRows = 16 * kMT;
+  constexpr int kBlockM = kWarpRows * kWarps;
   constexpr int kThreads = kWarps * 32;
   constexpr int kLds = D + kPad;    // shared-memory row stride, elements
   constexpr int kChunks = D / 8;    // 16-byte chunks per row
-  constexpr int kStages = Stages<kWarps>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* s_q = reinterpret_cast<T*>(smem_raw);   // (kBlockM, kLds)
   T* s_k = s_q + kBlockM * kLds;             // (kStages, kBlockN, kLds)
@@ -60,46 +69,61 @@ __global__ void __launch_bounds__(kWarps * 32)
   const T* __restrict__ vg = static_cast<const T*>(p.v);
   const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;  // elements per token in k/v
 
-  // This thread's two rows (lane / 4 and lane / 4 + 8 of its warp's 16).
-  const int row_a = m0 + warp * 16 + lane / 4, row_b = row_a + 8;
-  const int qpos_a = seq.past + row_a / group, qpos_b = seq.past + row_b / group;
+  // This thread's rows: lane / 4 and lane / 4 + 8 of each of its warp's kMT m16 tiles.
+  const int warp_m0 = m0 + warp * kWarpRows;
+  const bool warp_active = warp_m0 < rows;
+  // (Recomputed where needed rather than kept in registers: the kMT = 2 variant is at the 255 limit.)
+  auto row_of = [&](int mt, int half) { return warp_m0 + mt * 16 + half * 8 + lane / 4; };
 
-  auto store_rows = [&](const float (*o)[4], float l_a, float l_b, float m_a, float m_b) {
-    for (int half = 0; half < 2; ++half) {
-      const int row = half == 0 ? row_a : row_b;
-      if (row >= rows) continue;
-      const float l = half == 0 ? l_a : l_b;
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      const int t = row / group, h = kvh * group + row % group;
-      const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
-      if (num_splits == 1) {
-        T* out = static_cast<T*>(p.out) + qrow * D;
+  float o[kMT][D / 8][4];
+  float m_a[kMT], m_b[kMT], l_a[kMT], l_b[kMT];
 #pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          const int d = db * 8 + 2 * (lane % 4);
-          *reinterpret_cast<uint32_t*>(out + d) = dev::Pack2<T>(o[db][2 * half] * inv, o[db][2 * half + 1] * inv);
-        }
-      } else {
-        const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
-        float* out = o_partial + prow * D;
+  for (int mt = 0; mt < kMT; ++mt) {
+    m_a[mt] = m_b[mt] = -INFINITY;
+    l_a[mt] = l_b[mt] = 0.0f;
 #pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          const int d = db * 8 + 2 * (lane % 4);
-          *reinterpret_cast<float2*>(out + d) = make_float2(o[db][2 * half] * inv, o[db][2 * half + 1] * inv);
-        }
-        if (lane % 4 == 0) {
-          const float m = half == 0 ? m_a : m_b;
-          lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
+    for (int i = 0; i < D / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+  }
+
+  auto store_rows = [&]() {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = row_of(mt, half);
+        if (row >= rows) continue;
+        const float l = half == 0 ? l_a[mt] : l_b[mt];
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const int t = row / group, h = kvh * group + row % group;
+        const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
+        if (num_splits == 1) {
+          T* out = static_cast<T*>(p.out) + qrow * D;
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) {
+            const int d = db * 8 + 2 * (lane % 4);
+            *reinterpret_cast<uint32_t*>(out + d) =
+                dev::Pack2<T>(o[mt][db][2 * half] * inv, o[mt][db][2 * half + 1] * inv);
+          }
+        } else {
+          const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
+          float* out = o_partial + prow * D;
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) {
+            const int d = db * 8 + 2 * (lane % 4);
+            *reinterpret_cast<float2*>(out + d) =
+                make_float2(o[mt][db][2 * half] * inv, o[mt][db][2 * half + 1] * inv);
+          }
+          if (lane % 4 == 0) {
+            const float m = half == 0 ? m_a[mt] : m_b[mt];
+            lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
+          }
         }
       }
     }
   };
 
-  float o[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   if (kv_lo >= kv_hi) {  // this split lies past every key of the tile: an empty partial
-    store_rows(o, 0.0f, 0.0f, -INFINITY, -INFINITY);
+    store_rows();
     return;
   }
 
@@ -135,8 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
 
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
-  uint32_t qf[D / 16][4];
+  uint32_t qf[kMT == 1 ? D / 16 : 1][4];  // kMT == 1: the warp's Q fragments, loaded once
   const int num_tiles = (kv_hi - kv_lo + kBlockN - 1) / kBlockN;
   // Keys below this index are visible to every row of the tile (no causal mask needed).
   const int unmasked_end = min(kv_hi, seq.past + m0 / group + 1);
@@ -153,102 +176,131 @@ __global__ void __launch_bounds__(kWarps * 32)
     dev::CpAsyncCommit();
     dev::CpAsyncWait<kStages - 1>();  // tile it (and Q with it) has landed
     __syncthreads();
-    if (it == 0) {
+    if (warp_active) {
+      if constexpr (kMT == 1) {
+        if (it == 0) {
+#pragma unroll
+          for (int kk = 0; kk < D / 16; ++kk) {
+            const T* a = s_q + (warp * 16 + lane % 16) * kLds + kk * 16 + (lane / 16) * 8;
+            dev::LdMatrixX4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], a);
+          }
+        }
+      }
+      const T* sk = s_k + buf * kBlockN * kLds;
+      const T* sv = s_v + buf * kBlockN * kLds;
+
+      // S = Q K^T: per m16 tile (16 rows, 64 keys) as 8 blocks of 8 keys; each K fragment serves all kMT tiles.
+      float s[kMT][kBlockN / 8][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+        for (int nb = 0; nb < kBlockN / 8; ++nb) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
+      }
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
-        const T* a = s_q + (warp * 16 + lane % 16) * kLds + kk * 16 + (lane / 16) * 8;
-        dev::LdMatrixX4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], a);
-      }
-    }
-    const T* sk = s_k + buf * kBlockN * kLds;
-    const T* sv = s_v + buf * kBlockN * kLds;
-
-    // S = Q K^T: (16 rows, 64 keys) per warp as 8 blocks of 8 keys.
-    float s[kBlockN / 8][4];
+        uint32_t qa[kMT][4];
 #pragma unroll
-    for (int nb = 0; nb < kBlockN / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-      for (int nb2 = 0; nb2 < kBlockN / 16; ++nb2) {
-        uint32_t b0, b1, b2, b3;
-        const T* bp = sk + (nb2 * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk * 16 + ((lane / 8) % 2) * 8;
-        dev::LdMatrixX4(b0, b1, b2, b3, bp);
-        dev::Mma16816<T>(s[2 * nb2], qf[kk], b0, b1);
-        dev::Mma16816<T>(s[2 * nb2 + 1], qf[kk], b2, b3);
-      }
-    }
-    const bool need_mask = k0 + kBlockN > unmasked_end;
-#pragma unroll
-    for (int nb = 0; nb < kBlockN / 8; ++nb) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[nb][e] * scale_log2;
-        if (need_mask) {
-          const int key = k0 + nb * 8 + 2 * (lane % 4) + (e & 1);
-          const int qpos = e < 2 ? qpos_a : qpos_b;
-          if (key >= kv_hi || key > qpos) x = -INFINITY;
+        for (int mt = 0; mt < kMT; ++mt) {
+          if constexpr (kMT == 1) {
+            qa[mt][0] = qf[kk][0], qa[mt][1] = qf[kk][1], qa[mt][2] = qf[kk][2], qa[mt][3] = qf[kk][3];
+          } else {
+            const T* a = s_q + (warp * kWarpRows + mt * 16 + lane % 16) * kLds + kk * 16 + (lane / 16) * 8;
+            dev::LdMatrixX4(qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3], a);
+          }
         }
-        s[nb][e] = x;
+#pragma unroll
+        for (int nb2 = 0; nb2 < kBlockN / 16; ++nb2) {
+          uint32_t b0, b1, b2, b3;
+          const T* bp = sk + (nb2 * 16 + lane % 8 + (lane / 16) * 8) * kLds + kk * 16 + ((lane / 8) % 2) * 8;
+          dev::LdMatrixX4(b0, b1, b2, b3, bp);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            dev::Mma16816<T>(s[mt][2 * nb2], qa[mt], b0, b1);
+            dev::Mma16816<T>(s[mt][2 * nb2 + 1], qa[mt], b2, b3);
+          }
+        }
       }
-    }
-    // Online softmax: new running max per row (reduced over the 4 threads of a quad), rescale O and l.
-    float mx_a = m_a, mx_b = m_b;
+      const bool need_mask = k0 + kBlockN > unmasked_end;
+      uint32_t pf[kMT][kBlockN / 16][4];  // P as A fragments of 16 keys each
 #pragma unroll
-    for (int nb = 0; nb < kBlockN / 8; ++nb) {
-      mx_a = fmaxf(mx_a, fmaxf(s[nb][0], s[nb][1]));
-      mx_b = fmaxf(mx_b, fmaxf(s[nb][2], s[nb][3]));
-    }
+      for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-    }
-    const float base_a = mx_a == -INFINITY ? 0.0f : mx_a;
-    const float base_b = mx_b == -INFINITY ? 0.0f : mx_b;
-    const float corr_a = exp2f(m_a - base_a), corr_b = exp2f(m_b - base_b);
-    m_a = mx_a;
-    m_b = mx_b;
-    float sum_a = 0.0f, sum_b = 0.0f;
-    uint32_t pf[kBlockN / 16][4];  // P as A fragments of 16 keys each
+        for (int nb = 0; nb < kBlockN / 8; ++nb) {
 #pragma unroll
-    for (int nb = 0; nb < kBlockN / 8; ++nb) {
-      const float p0 = exp2f(s[nb][0] - base_a), p1 = exp2f(s[nb][1] - base_a);
-      const float p2 = exp2f(s[nb][2] - base_b), p3 = exp2f(s[nb][3] - base_b);
-      sum_a += p0 + p1;
-      sum_b += p2 + p3;
-      pf[nb / 2][(nb % 2) * 2 + 0] = dev::Pack2<T>(p0, p1);
-      pf[nb / 2][(nb % 2) * 2 + 1] = dev::Pack2<T>(p2, p3);
-    }
-    l_a = l_a * corr_a + sum_a;
-    l_b = l_b * corr_b + sum_b;
+          for (int e = 0; e < 4; ++e) {
+            float x = s[mt][nb][e] * scale_log2;
+            if (need_mask) {
+              const int key = k0 + nb * 8 + 2 * (lane % 4) + (e & 1);
+              const int qpos = seq.past + row_of(mt, e < 2 ? 0 : 1) / group;
+              if (key >= kv_hi || key > qpos) x = -INFINITY;
+            }
+            s[mt][nb][e] = x;
+          }
+        }
+        // Online softmax: new running max per row (reduced over the 4 threads of a quad), rescale O and l.
+        float mx_a = m_a[mt], mx_b = m_b[mt];
 #pragma unroll
-    for (int db = 0; db < D / 8; ++db) {
-      o[db][0] *= corr_a;
-      o[db][1] *= corr_a;
-      o[db][2] *= corr_b;
-      o[db][3] *= corr_b;
-    }
-    // O += P V.
+        for (int nb = 0; nb < kBlockN / 8; ++nb) {
+          mx_a = fmaxf(mx_a, fmaxf(s[mt][nb][0], s[mt][nb][1]));
+          mx_b = fmaxf(mx_b, fmaxf(s[mt][nb][2], s[mt][nb][3]));
+        }
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        for (int off = 1; off < 4; off <<= 1) {
+          mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+          mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+        }
+        const float base_a = mx_a == -INFINITY ? 0.0f : mx_a;
+        const float base_b = mx_b == -INFINITY ? 0.0f : mx_b;
+        const float corr_a = FastExp2(m_a[mt] - base_a), corr_b = FastExp2(m_b[mt] - base_b);
+        m_a[mt] = mx_a;
+        m_b[mt] = mx_b;
+        float sum_a = 0.0f, sum_b = 0.0f;
 #pragma unroll
-      for (int db2 = 0; db2 < D / 16; ++db2) {
-        uint32_t b0, b1, b2, b3;
-        const T* bp = sv + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kLds + db2 * 16 + (lane / 16) * 8;
-        dev::LdMatrixX4Trans(b0, b1, b2, b3, bp);
-        dev::Mma16816<T>(o[2 * db2], pf[kk], b0, b1);
-        dev::Mma16816<T>(o[2 * db2 + 1], pf[kk], b2, b3);
+        for (int nb = 0; nb < kBlockN / 8; ++nb) {
+          const float p0 = FastExp2(s[mt][nb][0] - base_a), p1 = FastExp2(s[mt][nb][1] - base_a);
+          const float p2 = FastExp2(s[mt][nb][2] - base_b), p3 = FastExp2(s[mt][nb][3] - base_b);
+          sum_a += p0 + p1;
+          sum_b += p2 + p3;
+          pf[mt][nb / 2][(nb % 2) * 2 + 0] = dev::Pack2<T>(p0, p1);
+          pf[mt][nb / 2][(nb % 2) * 2 + 1] = dev::Pack2<T>(p2, p3);
+        }
+        l_a[mt] = l_a[mt] * corr_a + sum_a;
+        l_b[mt] = l_b[mt] * corr_b + sum_b;
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+          o[mt][db][0] *= corr_a;
+          o[mt][db][1] *= corr_a;
+          o[mt][db][2] *= corr_b;
+          o[mt][db][3] *= corr_b;
+        }
+      }
+      // O += P V; each V fragment serves all kMT tiles.
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+#pragma unroll
+        for (int db2 = 0; db2 < D / 16; ++db2) {
+          uint32_t b0, b1, b2, b3;
+          const T* bp = sv + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kLds + db2 * 16 + (lane / 16) * 8;
+          dev::LdMatrixX4Trans(b0, b1, b2, b3, bp);
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt) {
+            dev::Mma16816<T>(o[mt][2 * db2], pf[mt][kk], b0, b1);
+            dev::Mma16816<T>(o[mt][2 * db2 + 1], pf[mt][kk], b2, b3);
+          }
+        }
       }
     }
     __syncthreads();  // the next iteration's load overwrites the buffer read here
   }
 #pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      l_a[mt] += __shfl_xor_sync(0xffffffffu, l_a[mt], off);
+      l_b[mt] += __shfl_xor_sync(0xffffffffu, l_b[mt], off);
+    }
   }
-  store_rows(o, l_a, l_b, m_a, m_b);
+  store_rows();
 }
 
 // Merges split-KV partials: one CTA per (query token, head) row, one thread per dimension.
@@ -275,21 +327,22 @@ __global__ void MergeSplitsKernel(const float* __restrict__ o_partial, const flo
   }
 }
 
-template <typename T, int D, int kWarps>
+template <typename T, int D, int kMT>
 Status Launch(const AttnParams& p, int split_keys, cudaStream_t stream) {
-  constexpr int kSmem = SmemBytes<D, kWarps>();
+  constexpr int kWarps = 4;
+  constexpr int kSmem = SmemBytes<D, kWarps, kMT>();
   static bool configured = false;  // the attribute is per function; setting it twice is harmless
   if (!configured) {
-    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(AttentionKernel<T, D, kWarps>,
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(AttentionKernel<T, D, kWarps, kMT>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     configured = true;
   }
-  const int block_m = 16 * kWarps;
+  const int block_m = 16 * kWarps * kMT;
   dim3 grid((p.max_rows + block_m - 1) / block_m, p.kv_heads * p.num_splits, p.num_seqs);
   float* o_partial = p.workspace;
   float* lse_partial =
       p.workspace == nullptr ? nullptr : p.workspace + static_cast<size_t>(p.num_splits) * p.q_tokens * p.heads * D;
-  AttentionKernel<T, D, kWarps><<<grid, kWarps * 32, kSmem, stream>>>(p, split_keys, o_partial, lse_partial);
+  AttentionKernel<T, D, kWarps, kMT><<<grid, kWarps * 32, kSmem, stream>>>(p, split_keys, o_partial, lse_partial);
   RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "AttentionKernel"));
   if (p.num_splits > 1) {
     const int64_t rows = static_cast<int64_t>(p.q_tokens) * p.heads;
@@ -302,8 +355,8 @@ Status Launch(const AttnParams& p, int split_keys, cudaStream_t stream) {
 
 template <typename T>
 Status LaunchTyped(const AttnParams& p, int split_keys, bool wide, cudaStream_t stream) {
-  if (p.head_dim == 128) return wide ? Launch<T, 128, 8>(p, split_keys, stream) : Launch<T, 128, 4>(p, split_keys, stream);
-  return wide ? Launch<T, 64, 8>(p, split_keys, stream) : Launch<T, 64, 4>(p, split_keys, stream);
+  if (p.head_dim == 128) return wide ? Launch<T, 128, 2>(p, split_keys, stream) : Launch<T, 128, 1>(p, split_keys, stream);
+  return wide ? Launch<T, 64, 2>(p, split_keys, stream) : Launch<T, 64, 1>(p, split_keys, stream);
 }
 
 int BlockRows(int max_rows) { return max_rows > 64 ? 128 : 64; }
@@ -320,9 +373,9 @@ int AttentionSplits(int max_rows, int max_keys, int kv_heads, int num_seqs, int 
   const int block_m = BlockRows(max_rows);
   const int64_t ctas = static_cast<int64_t>((max_rows + block_m - 1) / block_m) * kv_heads * num_seqs;
   if (ctas >= sm_count || max_keys <= 512) return 1;
-  // Fill exactly one wave: the 128-row CTAs (215 registers a thread) fit one per multiprocessor, the
-  // 64-row ones two. A partial extra wave would cost as much as a full one.
-  const int64_t slots = static_cast<int64_t>(sm_count) * (block_m == 128 ? 1 : 2);
+  // Fill exactly one wave: both variants (4 warps, <= 255 registers a thread, <= 104 KiB of shared memory)
+  // fit two per multiprocessor. A partial extra wave would cost as much as a full one.
+  const int64_t slots = static_cast<int64_t>(sm_count) * 2;
   int64_t splits = slots / ctas;
   splits = std::min<int64_t>({splits, (max_keys + 255) / 256, 128});
   return static_cast<int>(std::max<int64_t>(splits, 1));

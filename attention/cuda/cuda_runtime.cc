@@ -1,6 +1,7 @@
 #include "attention/cuda/cuda_runtime.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "attention/cuda/attention.cuh"
@@ -28,9 +29,18 @@ struct DeviceKVCache::Impl {
   // The captured decode step and what it was captured against.
   cudaGraphExec_t graph = nullptr;
   uint64_t graph_generation = 0;
+  // The captured Extend pass, the key it was captured for, and the key of the last eager pass (a key seen
+  // twice in a row is captured). Keys hold every shape and address the pass bakes in.
+  using ExtendKey = std::array<int64_t, 11>;
+  cudaGraphExec_t extend_graph = nullptr;
+  ExtendKey extend_graph_key{}, last_extend_key{};
+  bool have_last_extend = false;
   void DropGraph() {
     if (graph != nullptr) cudaGraphExecDestroy(graph);
     graph = nullptr;
+    if (extend_graph != nullptr) cudaGraphExecDestroy(extend_graph);
+    extend_graph = nullptr;
+    have_last_extend = false;
   }
   ~Impl() { DropGraph(); }
 };
@@ -61,8 +71,14 @@ struct CudaRuntime::Impl {
   std::unique_ptr<DeviceModel> model;
   // Per-pass inputs (ids, positions, sequences), the logits of Extend, scratch keys/values for encoding.
   DeviceBuffer ids, pos, seqs, logits, k_scratch, v_scratch, jobs;
+  // Extend's inputs (ids, positions, one AttnSeq) in one device buffer, one upload per pass.
+  DeviceBuffer extend_in;
+  // Pinned host staging for Extend's logits (D2H at full PCIe speed), up to kPinnedLogitsBytes.
+  float* pinned_logits = nullptr;
+  size_t pinned_logits_bytes = 0;
   ~Impl() {
     model.reset();
+    if (pinned_logits != nullptr) cudaFreeHost(pinned_logits);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 };
@@ -467,18 +483,20 @@ StatusOr<std::vector<float>> CudaRuntime::ExtendImpl(DeviceKVCache& cache, std::
   const int64_t rows = all_logits ? n : 1;
   RETURN_IF_ERROR(m.ReserveScratch(n, rows, AttentionPartialFloats(splits, static_cast<int>(n), c.num_heads, c.head_dim)));
   RETURN_IF_ERROR(impl_->logits.Reserve(static_cast<size_t>(rows) * c.vocab_size * 4));
-  std::vector<int32_t> ids(tokens.begin(), tokens.end()), pos(n);
-  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(past + i);
-  const std::vector<AttnSeq> seqs = {{0, static_cast<int32_t>(n), static_cast<int32_t>(past), 0}};
-  RETURN_IF_ERROR(UploadVector(ids, &impl_->ids, impl_->stream));
-  RETURN_IF_ERROR(UploadVector(pos, &impl_->pos, impl_->stream));
-  RETURN_IF_ERROR(UploadVector(seqs, &impl_->seqs, impl_->stream));
+  // Inputs, one upload: ids (n), positions (n), then the pass's one sequence.
+  std::vector<int32_t> in(2 * n + 4);
+  std::copy(tokens.begin(), tokens.end(), in.begin());
+  for (int64_t i = 0; i < n; ++i) in[n + i] = static_cast<int32_t>(past + i);
+  const AttnSeq seq = {0, static_cast<int32_t>(n), static_cast<int32_t>(past), 0};
+  std::memcpy(in.data() + 2 * n, &seq, sizeof(seq));
+  RETURN_IF_ERROR(UploadVector(in, &impl_->extend_in, impl_->stream));
+  int32_t* in_dev = impl_->extend_in.as<int32_t>();
 
   ForwardArgs a;
   a.n = n;
-  a.ids = impl_->ids.as<int32_t>();
-  a.pos = impl_->pos.as<int32_t>();
-  a.seqs = impl_->seqs.as<AttnSeq>();
+  a.ids = in_dev;
+  a.pos = in_dev + n;
+  a.seqs = reinterpret_cast<const AttnSeq*>(in_dev + 2 * n);
   a.num_seqs = 1;
   a.max_rows = max_rows;
   a.max_keys = max_keys;
@@ -490,11 +508,61 @@ StatusOr<std::vector<float>> CudaRuntime::ExtendImpl(DeviceKVCache& cache, std::
   }
   a.logits_rows = rows;
   a.logits = impl_->logits.as<float>();
-  RETURN_IF_ERROR(m.Forward(a));
+
+  // The same pass again (a final block over the same cached prefix, a repeated benchmark) runs as one
+  // CUDA graph: its launches are replayed with no per-kernel host overhead or inter-kernel gaps.
+  const DeviceKVCache::Impl::ExtendKey key = {
+      n, past, rows, splits, static_cast<int64_t>(m.scratch_generation()), kc.capacity,
+      reinterpret_cast<int64_t>(in_dev), reinterpret_cast<int64_t>(a.logits),
+      reinterpret_cast<int64_t>(kc.k[0].get()), reinterpret_cast<int64_t>(kc.v[0].get()), c.num_layers};
+  if (!impl_->options.extend_graphs) {
+    RETURN_IF_ERROR(m.Forward(a));
+  } else if (kc.extend_graph != nullptr && kc.extend_graph_key == key) {
+    CUDA_RETURN_IF_ERROR(cudaGraphLaunch(kc.extend_graph, impl_->stream));
+  } else if (kc.have_last_extend && kc.last_extend_key == key) {
+    // Seen right before (eagerly, so the GEMM plans exist and the kernels are loaded): capture and replay.
+    if (kc.extend_graph != nullptr) cudaGraphExecDestroy(kc.extend_graph);
+    kc.extend_graph = nullptr;
+    cudaGraph_t graph = nullptr;
+    CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(impl_->stream, cudaStreamCaptureModeThreadLocal));
+    const Status st = m.Forward(a);
+    const cudaError_t end = cudaStreamEndCapture(impl_->stream, &graph);
+    if (!st.ok() && graph != nullptr) cudaGraphDestroy(graph);
+    RETURN_IF_ERROR(st);
+    CUDA_RETURN_IF_ERROR(end);
+    const cudaError_t inst = cudaGraphInstantiate(&kc.extend_graph, graph, 0);
+    cudaGraphDestroy(graph);
+    if (inst != cudaSuccess) kc.extend_graph = nullptr;
+    CUDA_RETURN_IF_ERROR(inst);
+    kc.extend_graph_key = key;
+    CUDA_RETURN_IF_ERROR(cudaGraphLaunch(kc.extend_graph, impl_->stream));
+  } else {
+    RETURN_IF_ERROR(m.Forward(a));
+    kc.last_extend_key = key;
+    kc.have_last_extend = true;
+  }
+
   std::vector<float> logits(static_cast<size_t>(rows) * c.vocab_size);
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits.data(), a.logits, logits.size() * 4, cudaMemcpyDeviceToHost,
-                                       impl_->stream));
-  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  const size_t logit_bytes = logits.size() * 4;
+  constexpr size_t kPinnedLogitsBytes = 16u << 20;
+  if (logit_bytes <= kPinnedLogitsBytes) {
+    if (impl_->pinned_logits_bytes < logit_bytes) {
+      if (impl_->pinned_logits != nullptr) cudaFreeHost(impl_->pinned_logits);
+      impl_->pinned_logits = nullptr;
+      impl_->pinned_logits_bytes = 0;
+      void* p = nullptr;
+      CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, logit_bytes));
+      impl_->pinned_logits = static_cast<float*>(p);
+      impl_->pinned_logits_bytes = logit_bytes;
+    }
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(impl_->pinned_logits, a.logits, logit_bytes, cudaMemcpyDeviceToHost,
+                                         impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+    std::memcpy(logits.data(), impl_->pinned_logits, logit_bytes);
+  } else {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits.data(), a.logits, logit_bytes, cudaMemcpyDeviceToHost, impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  }
   kc.length = past + n;
   return logits;
 }

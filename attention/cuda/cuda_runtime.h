@@ -35,6 +35,10 @@ struct CudaRuntimeOptions {
   Precision precision = Precision::kBF16;
   // Replay a captured CUDA graph for each decode step (eager launches otherwise). Default: true.
   bool decode_graphs = true;
+  // Replay a captured CUDA graph for an Extend (final block, prefill) of the same shape on the same cache
+  // at the same offset as one of the last two: the second such call captures it, later ones replay it.
+  // Default: true.
+  bool extend_graphs = true;
 };
 
 class CudaRuntime;

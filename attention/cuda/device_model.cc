@@ -1,6 +1,8 @@
 #include "attention/cuda/device_model.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "attention/cuda/cuda_status.h"
@@ -158,6 +160,68 @@ Status DeviceModel::ReserveScratch(int64_t n, int64_t logits_rows, size_t attn_f
   return Status::OK();
 }
 
+namespace {
+
+// BLOCKKV_CUDA_PROFILE=1: every eager forward pass times its ops with CUDA events, waits for them, and prints
+// one line of per-op totals (microseconds over all layers) to stderr. Diagnostics only; off by default.
+class OpProfile {
+ public:
+  enum Op { kEmbed, kNorm, kQkv, kRope, kAttn, kO, kGu, kSwiGlu, kDown, kHead, kCount };
+  OpProfile(cudaStream_t s, int64_t n, int max_keys) : stream_(s), n_(n), max_keys_(max_keys) {
+    static const bool env = [] {
+      const char* v = std::getenv("BLOCKKV_CUDA_PROFILE");
+      return v != nullptr && v[0] == '1';
+    }();
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    on_ = env && cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone;
+  }
+  ~OpProfile() {
+    if (!on_) return;
+    float total[kCount] = {};
+    if (cudaStreamSynchronize(stream_) == cudaSuccess) {
+      for (const auto& m : marks_) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, m.start, m.stop) == cudaSuccess) total[m.op] += ms;
+      }
+    }
+    for (auto& m : marks_) cudaEventDestroy(m.start), cudaEventDestroy(m.stop);
+    static const char* kNames[kCount] = {"embed", "norm", "qkv_gemm", "qkv_rope", "attention", "o_gemm",
+                                         "gate_up_gemm", "swiglu", "down_gemm", "head"};
+    float sum = 0;
+    std::string line = "cuda_profile n=" + std::to_string(n_) + " keys=" + std::to_string(max_keys_) + " (us):";
+    for (int i = 0; i < kCount; ++i) {
+      sum += total[i];
+      line += " " + std::string(kNames[i]) + "=" + std::to_string(static_cast<int>(total[i] * 1000.0f));
+    }
+    line += " sum=" + std::to_string(static_cast<int>(sum * 1000.0f));
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  void Begin(Op op) {
+    if (!on_) return;
+    Mark m{op, nullptr, nullptr};
+    cudaEventCreate(&m.start);
+    cudaEventCreate(&m.stop);
+    cudaEventRecord(m.start, stream_);
+    marks_.push_back(m);
+  }
+  void End() {
+    if (on_ && !marks_.empty()) cudaEventRecord(marks_.back().stop, stream_);
+  }
+
+ private:
+  struct Mark {
+    Op op;
+    cudaEvent_t start, stop;
+  };
+  cudaStream_t stream_;
+  int64_t n_;
+  int max_keys_;
+  bool on_ = false;
+  std::vector<Mark> marks_;
+};
+
+}  // namespace
+
 Status DeviceModel::Forward(const ForwardArgs& a) {
   const ModelConfig& c = config_;
   const int64_t n = a.n;
@@ -174,12 +238,20 @@ Status DeviceModel::Forward(const ForwardArgs& a) {
   using Out = Gemm::Output;
 
   // x: (n, hidden) fp32 residual stream.
+  OpProfile prof(s, n, a.max_keys);
+  using P = OpProfile;
+  prof.Begin(P::kEmbed);
   RETURN_IF_ERROR(LaunchEmbed(embed_.get(), a.ids, n, hidden, x_.as<float>(), pr, s));
+  prof.End();
   for (int l = 0; l < c.num_layers; ++l) {
     const DeviceLayer& w = layers_[l];
     // xn = norm(x); qkv = xn [wq; wk; wv]^T: (n, q_dim + 2 kv_dim)
+    prof.Begin(P::kNorm);
     RETURN_IF_ERROR(LaunchRmsNorm(x_.as<float>(), w.input_norm.as<float>(), n, hidden, eps, xn_.get(), pr, s));
+    prof.End();
+    prof.Begin(P::kQkv);
     RETURN_IF_ERROR(gemm_->Linear(xn_.get(), w.wqkv.get(), qkv_.get(), n, hidden, qd + 2 * kvd, Out::kStorage, pr, s));
+    prof.End();
     // q: (n, heads, head_dim) rotated; rotated k and v into the cache rows (or scratch); pre-RoPE k, v out.
     QkvRopeParams rp;
     rp.qkv = qkv_.get();
@@ -192,7 +264,9 @@ Status DeviceModel::Forward(const ForwardArgs& a) {
     rp.q = q_.get();
     rp.k_cache = a.k_dst[l], rp.v_cache = a.v_dst[l], rp.rows_at_pos = a.rows_at_pos;
     if (encode) rp.k_raw = a.k_raw[l], rp.v_raw = a.v_raw[l];
+    prof.Begin(P::kRope);
     RETURN_IF_ERROR(LaunchQkvRope(rp, pr, s));
+    prof.End();
     if (!need_hidden && l == c.num_layers - 1) break;
 
     // attn: (n, heads, head_dim) = softmax(q k^T * scale) v over each sequence's keys.
@@ -211,23 +285,37 @@ Status DeviceModel::Forward(const ForwardArgs& a) {
       return Status::Internal("forward: attention workspace not reserved");
     }
     ap.workspace = attn_ws_.as<float>();
+    prof.Begin(P::kAttn);
     RETURN_IF_ERROR(LaunchAttention(ap, pr, sm_count_, s));
+    prof.End();
     // x += attn wo^T (+ bo)
+    prof.Begin(P::kO);
     RETURN_IF_ERROR(gemm_->Linear(attn_.get(), w.wo.get(), x_.get(), n, qd, hidden, Out::kF32Accumulate, pr, s));
     if (w.bo.get() != nullptr) RETURN_IF_ERROR(LaunchAddBias(x_.as<float>(), w.bo.as<float>(), n, hidden, s));
+    prof.End();
     // x += swiglu(norm(x) [w_gate; w_up]^T) w_down^T
+    prof.Begin(P::kNorm);
     RETURN_IF_ERROR(LaunchRmsNorm(x_.as<float>(), w.post_norm.as<float>(), n, hidden, eps, xn_.get(), pr, s));
+    prof.End();
+    prof.Begin(P::kGu);
     RETURN_IF_ERROR(gemm_->Linear(xn_.get(), w.wgu.get(), gu_.get(), n, hidden, 2 * inter, Out::kStorage, pr, s));
+    prof.End();
+    prof.Begin(P::kSwiGlu);
     RETURN_IF_ERROR(LaunchSwiGlu(gu_.get(), n, inter, h_.get(), pr, s));
+    prof.End();
+    prof.Begin(P::kDown);
     RETURN_IF_ERROR(gemm_->Linear(h_.get(), w.wdown.get(), x_.get(), n, inter, hidden, Out::kF32Accumulate, pr, s));
+    prof.End();
   }
   if (need_hidden) {
     // logits: (rows, vocab) fp32 = norm(x[last rows]) lm_head^T
     const int64_t rows = a.logits_rows;
     const float* last = x_.as<float>() + (n - rows) * hidden;
+    prof.Begin(P::kHead);
     RETURN_IF_ERROR(LaunchRmsNorm(last, final_norm_.as<float>(), rows, hidden, eps, xn_.get(), pr, s));
     const void* head = c.tie_word_embeddings ? embed_.get() : lm_head_.get();
     RETURN_IF_ERROR(gemm_->Linear(xn_.get(), head, a.logits, rows, hidden, c.vocab_size, Out::kF32, pr, s));
+    prof.End();
   }
   return Status::OK();
 }

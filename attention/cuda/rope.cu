@@ -17,14 +17,63 @@ __device__ __forceinline__ void Angles(const float* inv_freq, int half, float po
   __syncthreads();
 }
 
+// The rotation of one (x_i, x_{i+half}) pair, fp32, with the rounding spelled out so that every kernel
+// (and both re-encoding paths, which tests compare bit for bit) computes the same bits.
+__device__ __forceinline__ float RotLo(float lo, float hi, float c, float s) { return __fmaf_rn(lo, c, -__fmul_rn(hi, s)); }
+__device__ __forceinline__ float RotHi(float lo, float hi, float c, float s) { return __fmaf_rn(hi, c, __fmul_rn(lo, s)); }
+
 // Element d of a rotated head vector x (fp32 arithmetic).
 template <typename T>
 __device__ __forceinline__ float Rotated(const T* x, const float* bias, int d, int half, const float* c,
                                          const float* s) {
   auto at = [&](int j) { return dev::ToFloat(x[j]) + (bias != nullptr ? bias[j] : 0.0f); };
-  if (d < half) return at(d) * c[d] + (-at(d + half)) * s[d];
-  if (d < 2 * half) return at(d) * c[d - half] + at(d - half) * s[d - half];
+  if (d < half) return RotLo(at(d), at(d + half), c[d], s[d]);
+  if (d < 2 * half) return RotHi(at(d - half), at(d), c[d - half], s[d - half]);
   return at(d);
+}
+
+// Rotates one token's keys src -> dst (kv_heads * head_dim elements each) with the angles c/s of its
+// position, on threads [tid, tid + nthreads). With head_dim and half multiples of 8 it moves 16 bytes per
+// access (each thread rotates 8 pairs at once); otherwise element by element. Same bits either way.
+template <typename T>
+__device__ __forceinline__ void RotateToken(const T* __restrict__ src, T* __restrict__ dst, int kv_heads, int head_dim,
+                                            int half, const float* c, const float* s, int tid, int nthreads) {
+  if (head_dim % 8 == 0 && half % 8 == 0) {
+    const int pairs = half / 8, rest = (head_dim - 2 * half) / 8;  // 8-element chunks per head
+    const int per_head = pairs + rest;
+    for (int i = tid; i < kv_heads * per_head; i += nthreads) {
+      const int h = i / per_head, j = i % per_head;
+      const T* x = src + h * head_dim;
+      T* y = dst + h * head_dim;
+      if (j < pairs) {
+        const int d = j * 8;
+        const uint4 lo_raw = *reinterpret_cast<const uint4*>(x + d);
+        const uint4 hi_raw = *reinterpret_cast<const uint4*>(x + d + half);
+        const T* lo = reinterpret_cast<const T*>(&lo_raw);
+        const T* hi = reinterpret_cast<const T*>(&hi_raw);
+        uint4 lo_out, hi_out;
+        T* lo_o = reinterpret_cast<T*>(&lo_out);
+        T* hi_o = reinterpret_cast<T*>(&hi_out);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const float a = dev::ToFloat(lo[e]), b = dev::ToFloat(hi[e]);
+          lo_o[e] = dev::FromFloat<T>(RotLo(a, b, c[d + e], s[d + e]));
+          hi_o[e] = dev::FromFloat<T>(RotHi(a, b, c[d + e], s[d + e]));
+        }
+        *reinterpret_cast<uint4*>(y + d) = lo_out;
+        *reinterpret_cast<uint4*>(y + d + half) = hi_out;
+      } else {
+        const int d = 2 * half + (j - pairs) * 8;  // past the rotary dims: unchanged
+        *reinterpret_cast<uint4*>(y + d) = *reinterpret_cast<const uint4*>(x + d);
+      }
+    }
+  } else {
+    const int kvd = kv_heads * head_dim;
+    for (int i = tid; i < kvd; i += nthreads) {
+      const int h = i / head_dim, d = i % head_dim;
+      dst[i] = dev::FromFloat<T>(Rotated(src + h * head_dim, nullptr, d, half, c, s));
+    }
+  }
 }
 
 // One CTA per token.
@@ -65,35 +114,47 @@ __global__ void RopeKeysKernel(const T* __restrict__ src, T* __restrict__ dst, i
   const int64_t t = blockIdx.x;
   const int half = rotary_dim / 2, kvd = kv_heads * head_dim;
   Angles(inv_freq, half, static_cast<float>(first_position + t), c, s);
-  for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-    const int h = i / head_dim, d = i % head_dim;
-    dst[t * kvd + i] = dev::FromFloat<T>(Rotated(src + t * kvd + h * head_dim, nullptr, d, half, c, s));
-  }
+  RotateToken(src + t * kvd, dst + t * kvd, kv_heads, head_dim, half, c, s, threadIdx.x, blockDim.x);
 }
 
 constexpr int kAppendTokens = 8;  // tokens per CTA of RopeAppendKernel
 
-// grid: (jobs, ceil(max_tokens / kAppendTokens)); each CTA rotates and copies up to kAppendTokens tokens.
+// grid: (jobs, ceil(max_tokens / kAppendTokens)); each CTA rotates and copies up to kAppendTokens tokens:
+// the angles of all its tokens first (one barrier), then 16-byte loads and stores.
 template <typename T>
 __global__ void RopeAppendKernel(const RopeAppendJob* __restrict__ jobs, int kv_heads, int head_dim, int rotary_dim,
                                  const float* __restrict__ inv_freq) {
-  __shared__ float c[kMaxHalf], s[kMaxHalf];
+  __shared__ float c[kAppendTokens][kMaxHalf], s[kAppendTokens][kMaxHalf];
   const RopeAppendJob job = jobs[blockIdx.x];
   const int half = rotary_dim / 2, kvd = kv_heads * head_dim;
   const int t0 = blockIdx.y * kAppendTokens;
-  const int t1 = min(job.tokens, t0 + kAppendTokens);
-  for (int t = t0; t < t1; ++t) {
-    __syncthreads();  // the previous token's angles are no longer read
-    Angles(inv_freq, half, static_cast<float>(job.first_position + t), c, s);
-    const T* ks = static_cast<const T*>(job.k_src) + static_cast<int64_t>(t) * kvd;
-    T* kd = static_cast<T*>(job.k_dst) + static_cast<int64_t>(t) * kvd;
-    const T* vs = static_cast<const T*>(job.v_src) + static_cast<int64_t>(t) * kvd;
-    T* vd = static_cast<T*>(job.v_dst) + static_cast<int64_t>(t) * kvd;
-    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
-      const int h = i / head_dim, d = i % head_dim;
-      kd[i] = dev::FromFloat<T>(Rotated(ks + h * head_dim, nullptr, d, half, c, s));
-      vd[i] = vs[i];
+  const int count = min(job.tokens, t0 + kAppendTokens) - t0;
+  if (count <= 0) return;
+  for (int i = threadIdx.x; i < count * half; i += blockDim.x) {
+    const int t = i / half, j = i % half;
+    const float angle = inv_freq[j] * static_cast<float>(job.first_position + t0 + t);
+    sincosf(angle, &s[t][j], &c[t][j]);
+  }
+  __syncthreads();
+  const size_t base = static_cast<size_t>(t0) * kvd;
+  // Keys: the threads split into kAppendTokens groups, one token each.
+  const int per_token = blockDim.x / kAppendTokens;
+  const int t = threadIdx.x / per_token;
+  if (t < count) {
+    RotateToken(static_cast<const T*>(job.k_src) + base + static_cast<size_t>(t) * kvd,
+                static_cast<T*>(job.k_dst) + base + static_cast<size_t>(t) * kvd, kv_heads, head_dim, half, c[t], s[t],
+                threadIdx.x % per_token, per_token);
+  }
+  // Values: a plain copy of count * kvd elements (kvd * 2 bytes is a multiple of 16 for head_dim % 8 == 0).
+  const T* vs = static_cast<const T*>(job.v_src) + base;
+  T* vd = static_cast<T*>(job.v_dst) + base;
+  if (head_dim % 8 == 0) {
+    const int chunks = count * kvd / 8;
+    for (int i = threadIdx.x; i < chunks; i += blockDim.x) {
+      reinterpret_cast<uint4*>(vd)[i] = reinterpret_cast<const uint4*>(vs)[i];
     }
+  } else {
+    for (int i = threadIdx.x; i < count * kvd; i += blockDim.x) vd[i] = vs[i];
   }
 }
 
