@@ -107,6 +107,86 @@ __global__ void QkvRopeKernel(const QkvRopeParams p) {
   }
 }
 
+// Loads 8 consecutive T (16 bytes) as floats, adding 8 bias values when `bias` is set.
+template <typename T>
+__device__ __forceinline__ void Load8(const T* x, const float* bias, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(x);
+  const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) out[e] = dev::ToFloat(v[e]) + (bias != nullptr ? bias[e] : 0.0f);
+}
+
+template <typename T>
+__device__ __forceinline__ void Store8(T* y, const float* in) {
+  uint4 raw;
+  T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] = dev::FromFloat<T>(in[e]);
+  *reinterpret_cast<uint4*>(y) = raw;
+}
+
+// QkvRopeKernel with 16-byte accesses (head_dim and rotary_dim / 2 multiples of 8, 16-byte aligned
+// buffers): each thread rotates 8 (x_i, x_{i+half}) pairs of a q or k head, or moves 8 values. Same
+// arithmetic per element as QkvRopeKernel.
+template <typename T>
+__global__ void QkvRopeVecKernel(const QkvRopeParams p) {
+  __shared__ float c[kMaxHalf], s[kMaxHalf];
+  const int64_t t = blockIdx.x;
+  const int half = p.rotary_dim / 2, D = p.head_dim;
+  const int qd = p.heads * D, kvd = p.kv_heads * D, width = qd + 2 * kvd;
+  const int pos = p.pos[t];
+  Angles(p.inv_freq, half, static_cast<float>(pos), c, s);
+  const T* row = static_cast<const T*>(p.qkv) + t * width;
+  const int64_t cache_row = p.rows_at_pos ? pos : t;
+  T* q = static_cast<T*>(p.q) + t * qd;
+  T* kc = static_cast<T*>(p.k_cache) + cache_row * kvd;
+  T* vc = static_cast<T*>(p.v_cache) + cache_row * kvd;
+  T* kr = p.k_raw != nullptr ? static_cast<T*>(p.k_raw) + t * kvd : nullptr;
+  T* vr = p.v_raw != nullptr ? static_cast<T*>(p.v_raw) + t * kvd : nullptr;
+  const int pairs = half / 8, per_head = pairs + (D - 2 * half) / 8;
+  const int rot_items = (p.heads + p.kv_heads) * per_head;  // q heads, then k heads
+  const int items = rot_items + kvd / 8;                    // then the values, 8 at a time
+  for (int i = threadIdx.x; i < items; i += blockDim.x) {
+    if (i < rot_items) {
+      const int h = i / per_head, j = i % per_head;
+      const bool is_k = h >= p.heads;
+      const int col = is_k ? qd + (h - p.heads) * D : h * D;  // the head's first column in the row
+      const float* b = p.bias != nullptr ? p.bias + col : nullptr;
+      T* y = is_k ? kc + (h - p.heads) * D : q + h * D;
+      T* raw = is_k && kr != nullptr ? kr + (h - p.heads) * D : nullptr;
+      if (j < pairs) {
+        const int d = j * 8;
+        float lo[8], hi[8], lo_o[8], hi_o[8];
+        Load8(row + col + d, b != nullptr ? b + d : nullptr, lo);
+        Load8(row + col + d + half, b != nullptr ? b + d + half : nullptr, hi);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          lo_o[e] = RotLo(lo[e], hi[e], c[d + e], s[d + e]);
+          hi_o[e] = RotHi(lo[e], hi[e], c[d + e], s[d + e]);
+        }
+        Store8(y + d, lo_o);
+        Store8(y + d + half, hi_o);
+        if (raw != nullptr) {
+          Store8(raw + d, lo);
+          Store8(raw + d + half, hi);
+        }
+      } else {
+        const int d = 2 * half + (j - pairs) * 8;  // past the rotary dims: unchanged
+        float x[8];
+        Load8(row + col + d, b != nullptr ? b + d : nullptr, x);
+        Store8(y + d, x);
+        if (raw != nullptr) Store8(raw + d, x);
+      }
+    } else {
+      const int e = (i - rot_items) * 8;
+      float v[8];
+      Load8(row + qd + kvd + e, p.bias != nullptr ? p.bias + qd + kvd + e : nullptr, v);
+      Store8(vc + e, v);
+      if (vr != nullptr) Store8(vr + e, v);
+    }
+  }
+}
+
 template <typename T>
 __global__ void RopeKeysKernel(const T* __restrict__ src, T* __restrict__ dst, int kv_heads, int head_dim,
                                int rotary_dim, const float* __restrict__ inv_freq, int64_t first_position) {
@@ -149,9 +229,22 @@ __global__ void RopeAppendKernel(const RopeAppendJob* __restrict__ jobs, int kv_
   const T* vs = static_cast<const T*>(job.v_src) + base;
   T* vd = static_cast<T*>(job.v_dst) + base;
   if (head_dim % 8 == 0) {
+    // Four 16-byte loads in flight per thread before their stores.
     const int chunks = count * kvd / 8;
-    for (int i = threadIdx.x; i < chunks; i += blockDim.x) {
-      reinterpret_cast<uint4*>(vd)[i] = reinterpret_cast<const uint4*>(vs)[i];
+    const uint4* src4 = reinterpret_cast<const uint4*>(vs);
+    uint4* dst4 = reinterpret_cast<uint4*>(vd);
+    for (int i0 = threadIdx.x; i0 < chunks; i0 += 4 * blockDim.x) {
+      uint4 r[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = i0 + u * blockDim.x;
+        if (i < chunks) r[u] = src4[i];
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = i0 + u * blockDim.x;
+        if (i < chunks) dst4[i] = r[u];
+      }
     }
   } else {
     for (int i = threadIdx.x; i < count * kvd; i += blockDim.x) vd[i] = vs[i];
@@ -184,6 +277,16 @@ Status LaunchQkvRope(const QkvRopeParams& p, Precision precision, cudaStream_t s
     return Status::InvalidArgument("qkv_rope: bad arguments");
   }
   const unsigned grid = static_cast<unsigned>(p.n);
+  auto a16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  if (p.head_dim % 8 == 0 && (p.rotary_dim / 2) % 8 == 0 && a16(p.qkv) && a16(p.q) && a16(p.k_cache) &&
+      a16(p.v_cache) && a16(p.k_raw) && a16(p.v_raw)) {
+    if (precision == Precision::kBF16) {
+      QkvRopeVecKernel<__nv_bfloat16><<<grid, 128, 0, stream>>>(p);
+    } else {
+      QkvRopeVecKernel<__half><<<grid, 128, 0, stream>>>(p);
+    }
+    return CudaStatus(cudaGetLastError(), "QkvRopeVecKernel");
+  }
   if (precision == Precision::kBF16) {
     QkvRopeKernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(p);
   } else {

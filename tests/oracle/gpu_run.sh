@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the CUDA backend needs a GPU for, in one go (one device call): the GPU test suites, the same
-# suites under compute-sanitizer memcheck, the HF transformers oracle on the four presets, and the
-# benchmark with HF's side. Logs and JSON go to OUTDIR; a summary is printed last.
+# suites under compute-sanitizer memcheck, the HF transformers oracle on the four presets, the
+# benchmark with HF's side, and a per-op profile pass (BLOCKKV_CUDA_PROFILE=1). Logs and JSON go to OUTDIR
+# (eight files); a summary is printed last.
 #
 # Usage (on the GPU host, from the repository root, after `source PACK/env.sh` puts blockkv and
 # blockkv_tests on PATH):  tests/oracle/gpu_run.sh OUTDIR [BENCH_ARGS...]
@@ -29,9 +30,12 @@ ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR
 step oracle 300 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
 cp "$ORACLE_DIR/gpu_oracle.json" "$OUT/" 2>/dev/null
 step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
+# Per-op CUDA-event totals of each eager forward pass (diagnostics; timings inflated by the events).
+step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2
 echo "== gpu"; cat "$OUT/gpu.txt"
 echo "== tests";  grep -E "failure|error|passed|skipped|Test module" "$OUT/tests.log" | tail -15
 echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$OUT/memcheck.log" | tail -5
 echo "== oracle"; tail -10 "$OUT/oracle.log"
 echo "== bench"; tail -12 "$OUT/bench.log"
+echo "== profile"; grep -E "cuda_profile" "$OUT/profile.log" | sort | uniq -c | sort -rn | head -12
 echo "== steps"; printf '%s\n' "${summary[@]}"
