@@ -175,6 +175,8 @@ rocksdb::DBOptions MakeDBOptions(const StoreOptions& o) {
   d.bytes_per_sync = 1 << 20;
   d.keep_log_file_num = 4;
   d.max_manifest_file_size = 64 << 20;
+  // Read-only views open every table file at open and keep it open, so the writer's later compactions
+  // (which unlink files) do not break them; blob files open lazily (a gone one makes reads say Busy).
   if (o.mode != OpenMode::kReadWrite) d.max_open_files = -1;
   if (o.env != nullptr) d.env = o.env;
   return d;
@@ -254,9 +256,9 @@ Status BlockStoreImpl::OpenDB() {
     for (int attempt = 0;; ++attempt) {
       rs = rocksdb::DB::OpenForReadOnly(dbo, path_, cfs, &handles, &db,
                                         /*error_if_wal_file_exists=*/false);
-      if (rs.ok() || attempt == 20 || !(rs.IsIOError() || rs.IsPathNotFound() || rs.IsCorruption()))
+      if (rs.ok() || attempt == 40 || !(rs.IsIOError() || rs.IsPathNotFound() || rs.IsCorruption()))
         break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5 * (attempt + 1)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 * (attempt + 1), 50)));
     }
   }
   if (!rs.ok()) return FromRocks(rs, "opening store " + path_);
