@@ -130,6 +130,7 @@ StatusOr<BlockMeta> DecodeMeta(const BlockId& id, std::string_view v) {
   m.codec = static_cast<Codec>(codec);
   m.pinned = flags & 1;
   m.name = std::string(name);
+  if (ntokens == 0) return bad("lists no tokens");
   m.tokens.resize(ntokens);
   std::memcpy(m.tokens.data(), tokens.data(), tokens.size());
   return m;
