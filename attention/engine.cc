@@ -12,6 +12,18 @@ double Ms(Clock::time_point a, Clock::time_point b) {
 }
 }  // namespace
 
+std::vector<int32_t> FlattenPrompt(const EngineRequest& request, std::vector<int64_t>* block_sizes) {
+  std::vector<int32_t> all;
+  if (block_sizes) block_sizes->clear();
+  for (const auto& b : request.blocks) {
+    all.insert(all.end(), b.tokens.begin(), b.tokens.end());
+    if (block_sizes) block_sizes->push_back(static_cast<int64_t>(b.tokens.size()));
+  }
+  all.insert(all.end(), request.final_tokens.begin(), request.final_tokens.end());
+  if (block_sizes) block_sizes->push_back(static_cast<int64_t>(request.final_tokens.size()));
+  return all;
+}
+
 Engine::Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options)
     : runtime_(runtime), store_(store), options_(options) {}
 
@@ -122,10 +134,7 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
   t.prompt_tokens = prompt_tokens;
 
   if (req.mode == AttentionMode::kFull) {
-    std::vector<int32_t> all;
-    all.reserve(prompt_tokens);
-    for (const auto& b : req.blocks) all.insert(all.end(), b.tokens.begin(), b.tokens.end());
-    all.insert(all.end(), req.final_tokens.begin(), req.final_tokens.end());
+    const std::vector<int32_t> all = FlattenPrompt(req);
     const auto p0 = Clock::now();
     ASSIGN_OR_RETURN(pre, runtime_->PrefillFull(all, req.prefill));
     t.prefill_ms = Ms(p0, Clock::now());

@@ -44,6 +44,12 @@ struct EngineRequest {
   DecodeOptions decode;    // max_new_tokens = 0: prefill only
 };
 
+// The whole prompt of `request` as one token sequence (blocks in order, then the final block); if
+// `block_sizes` is given it receives each block's length, the final block's last (as BlockAttentionMask
+// takes them).
+std::vector<int32_t> FlattenPrompt(const EngineRequest& request,
+                                   std::vector<int64_t>* block_sizes = nullptr);
+
 // Milliseconds, from a steady clock.
 struct EngineTiming {
   double lookup_ms = 0;  // block ids and store lookups

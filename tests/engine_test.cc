@@ -59,14 +59,8 @@ BOOST_DATA_TEST_CASE(stored_blocks_equal_fresh_and_the_masked_reference, bdata::
   BOOST_TEST(cold->tokens == warm->tokens);
   BOOST_TEST(*store->ResolveName("p1") == warm->block_ids[1]);
 
-  std::vector<int32_t> all;
   std::vector<int64_t> sizes;
-  for (const auto& b : req.blocks) {
-    all.insert(all.end(), b.tokens.begin(), b.tokens.end());
-    sizes.push_back(static_cast<int64_t>(b.tokens.size()));
-  }
-  all.insert(all.end(), req.final_tokens.begin(), req.final_tokens.end());
-  sizes.push_back(static_cast<int64_t>(req.final_tokens.size()));
+  const std::vector<int32_t> all = FlattenPrompt(req, &sizes);
   auto ref = ReferenceForward(m->runtime->model(), all, Iota(static_cast<int64_t>(all.size())),
                               BlockAttentionMask(sizes));
   BOOST_REQUIRE(ref.ok());

@@ -274,14 +274,8 @@ void RegisterDemo(CLI::App& app) {
     EngineResult full = Check(engine.Run(req));
 
     // The from-scratch reference: the whole prompt with the block mask, positions 0..T-1.
-    std::vector<int32_t> all;
     std::vector<int64_t> sizes;
-    for (const auto& b : req.blocks) {
-      all.insert(all.end(), b.tokens.begin(), b.tokens.end());
-      sizes.push_back(static_cast<int64_t>(b.tokens.size()));
-    }
-    all.insert(all.end(), req.final_tokens.begin(), req.final_tokens.end());
-    sizes.push_back(static_cast<int64_t>(req.final_tokens.size()));
+    const std::vector<int32_t> all = FlattenPrompt(req, &sizes);
     std::vector<int64_t> pos(all.size());
     for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i);
     const auto r0 = std::chrono::steady_clock::now();
