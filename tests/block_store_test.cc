@@ -273,16 +273,7 @@ BOOST_AUTO_TEST_CASE(flipped_byte_in_blob_file_is_corruption_naming_the_block) {
   for (auto& e : std::filesystem::directory_iterator(dir.str("s")))
     if (e.path().extension() == ".blob") blob = e.path().string();
   BOOST_REQUIRE(!blob.empty());
-  {
-    std::fstream f(blob, std::ios::in | std::ios::out | std::ios::binary);
-    const auto size = std::filesystem::file_size(blob);
-    f.seekg(size / 2);
-    char c;
-    f.read(&c, 1);
-    c ^= 0x01;
-    f.seekp(size / 2);
-    f.write(&c, 1);
-  }
+  testing::FlipMiddleByte(blob, 0x01);
   StoreOptions ro;
   ro.mode = OpenMode::kReadOnly;
   auto store = OpenStore(dir.str("s"), ro);

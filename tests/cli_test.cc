@@ -158,16 +158,7 @@ BOOST_AUTO_TEST_CASE(flipped_blob_byte_fails_verify_and_export) {
     if (e.path().extension() == ".blob" && (newest.empty() || e.path().filename() > newest.filename()))
       newest = e.path();
   BOOST_REQUIRE(!newest.empty());
-  {
-    std::fstream f(newest, std::ios::in | std::ios::out | std::ios::binary);
-    const auto size = std::filesystem::file_size(newest);
-    char c;
-    f.seekg(size / 2);
-    f.read(&c, 1);
-    c ^= 0x20;
-    f.seekp(size / 2);
-    f.write(&c, 1);
-  }
+  testing::FlipMiddleByte(newest, 0x20);
   BOOST_TEST(Run("verify " + store, &o) == 3);
   BOOST_TEST(o.find("BAD block " + bad_id) != std::string::npos, o);
   BOOST_TEST(o.find("DAMAGED") != std::string::npos, o);

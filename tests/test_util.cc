@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <cstdlib>
 #include <sys/wait.h>
 #include <iostream>
@@ -65,6 +66,18 @@ ModelFingerprint TestModel(uint8_t tag) {
   Hash128 h;
   for (int i = 0; i < 16; ++i) h.bytes[i] = static_cast<uint8_t>(tag * 31 + i);
   return ModelFingerprint(h);
+}
+
+void FlipMiddleByte(const std::filesystem::path& path, uint8_t mask) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  const auto at = static_cast<std::streamoff>(std::filesystem::file_size(path) / 2);
+  char c = 0;
+  f.seekg(at);
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ mask);
+  f.seekp(at);
+  f.write(&c, 1);
+  if (!f) std::abort();
 }
 
 int RunCommand(const std::string& command, std::string* output) {

@@ -43,6 +43,9 @@ TestBlock MakeTestBlock(const ModelFingerprint& model, uint32_t num_layers, uint
 
 ModelFingerprint TestModel(uint8_t tag);
 
+// Flips the bits of `mask` in the byte at the middle of the file at `path`.
+void FlipMiddleByte(const std::filesystem::path& path, uint8_t mask);
+
 // Runs a shell command, returns its exit status, and captures stdout+stderr into *output.
 int RunCommand(const std::string& command, std::string* output);
 
