@@ -87,6 +87,19 @@ inline SyntheticModelSpec TinySpec(const std::string& arch, DType dtype = DType:
   return *spec;
 }
 
+// Llama 3.1's RoPE parameters (llama3 scaling) for `dim` rotary dimensions.
+inline RopeConfig Llama31Rope(int dim = 128) {
+  RopeConfig r;
+  r.type = RopeConfig::Type::kLlama3;
+  r.theta = 500000.0;
+  r.factor = 8.0;
+  r.low_freq_factor = 1.0;
+  r.high_freq_factor = 4.0;
+  r.original_max_position_embeddings = 8192;
+  r.rotary_dim = dim;
+  return r;
+}
+
 // Positions 0 .. n-1.
 inline std::vector<int64_t> Iota(int64_t n, int64_t first = 0) {
   std::vector<int64_t> p(n);

@@ -41,17 +41,6 @@ T Get(StatusOr<T> v) {
   return std::move(v).value();
 }
 
-RopeConfig Llama3Rope(int rotary_dim) {
-  RopeConfig r;
-  r.type = RopeConfig::Type::kLlama3;
-  r.theta = 500000.0;
-  r.factor = 8.0;
-  r.low_freq_factor = 1.0;
-  r.high_freq_factor = 4.0;
-  r.original_max_position_embeddings = 8192;
-  r.rotary_dim = rotary_dim;
-  return r;
-}
 
 // q * cos + rotate_half(q) * sin of one token's heads at `position`, through the CPU's ApplyRope.
 void CpuRope(const std::vector<float>& inv, int64_t position, float* x, int heads, int head_dim) {
@@ -131,7 +120,7 @@ BOOST_DATA_TEST_CASE(qkv_rope_at_long_positions,
   const Precision p = PrecisionOf(prec);
   TestRng rng(head_dim + bias * 5 + prec);
   const int n = 9, heads = 8, kv_heads = 2, qd = heads * head_dim, kvd = kv_heads * head_dim, width = qd + 2 * kvd;
-  const std::vector<float> inv = ComputeInvFreq(Llama3Rope(head_dim));
+  const std::vector<float> inv = ComputeInvFreq(Llama31Rope(head_dim));
   const std::vector<float> qkv = cuda::opcheck::RoundTo(rng.Normals(n * width), p);
   const std::vector<float> b = bias ? rng.Normals(width, 0.2f) : std::vector<float>();
   std::vector<int32_t> pos(n);

@@ -13,17 +13,6 @@ namespace {
 
 namespace bdata = boost::unit_test::data;
 
-RopeConfig Llama31Rope(int dim = 128) {
-  RopeConfig r;
-  r.type = RopeConfig::Type::kLlama3;
-  r.theta = 500000.0;
-  r.factor = 8.0;
-  r.low_freq_factor = 1.0;
-  r.high_freq_factor = 4.0;
-  r.original_max_position_embeddings = 8192;
-  r.rotary_dim = dim;
-  return r;
-}
 
 BOOST_AUTO_TEST_SUITE(rope)
 
