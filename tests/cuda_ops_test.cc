@@ -173,14 +173,26 @@ struct AttnCase {
   int q_tokens, kv_tokens;
 };
 
+using Kernel = cuda::opcheck::Kernel;
+
+// Both kernels run every case: the mma.sync one everywhere, the wgmma one where the device has it (sm_90);
+// kernel index 0 = mma.sync, 1 = wgmma.
+bool KernelRuns(int kernel) {
+  if (kernel == 0 || cuda::opcheck::WgmmaUsable()) return true;
+  ReportSkipped("the wgmma attention kernel needs an sm_90 device");
+  return false;
+}
+
 void CheckAttention(const AttnCase& c, int heads, int kv_heads, int head_dim, int splits, Precision p, uint64_t seed,
-                    float q_scale) {
+                    float q_scale, int kernel) {
+  if (!KernelRuns(kernel)) return;
   TestRng rng(seed);
   const std::vector<float> q = cuda::opcheck::RoundTo(rng.Normals(c.q_tokens * heads * head_dim, q_scale), p);
   const std::vector<float> k = cuda::opcheck::RoundTo(rng.Normals(c.kv_tokens * kv_heads * head_dim), p);
   const std::vector<float> v = cuda::opcheck::RoundTo(rng.Normals(c.kv_tokens * kv_heads * head_dim), p);
   const std::vector<float> got = Get(
-      cuda::opcheck::Attention(q, k, v, c.seqs, c.q_tokens, c.kv_tokens, heads, kv_heads, head_dim, splits, p));
+      cuda::opcheck::Attention(q, k, v, c.seqs, c.q_tokens, c.kv_tokens, heads, kv_heads, head_dim, splits, p,
+                               kernel == 0 ? Kernel::kMmaSync : Kernel::kWgmma));
   std::vector<float> want(got.size(), std::numeric_limits<float>::quiet_NaN());
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (const auto& s : c.seqs) {
@@ -194,12 +206,13 @@ void CheckAttention(const AttnCase& c, int heads, int kv_heads, int head_dim, in
     err = std::isnan(d) ? std::numeric_limits<double>::infinity() : std::max(err, d);
   }
   for (float x : v) vmax = std::max(vmax, static_cast<double>(std::fabs(x)));
-  BOOST_TEST_INFO("max abs error " << err << ", max |v| " << vmax << ", splits " << splits);
+  BOOST_TEST_INFO("max abs error " << err << ", max |v| " << vmax << ", splits " << splits << ", kernel " << kernel);
   BOOST_TEST(err <= RoundingTol(p) * vmax);
 }
 
 BOOST_DATA_TEST_CASE(attention_batched_block_encoding,
-                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({0, 1}), head_dim, group, prec) {
+                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({0, 1}) * bdata::make({0, 1}), head_dim,
+                     group, prec, kernel) {
   if (!HaveGpu()) return;
   // Five blocks of different lengths in one call, each causal over its own keys (positions 0 .. n-1).
   AttnCase c;
@@ -209,22 +222,34 @@ BOOST_DATA_TEST_CASE(attention_batched_block_encoding,
     at += n;
   }
   c.q_tokens = c.kv_tokens = at;
-  CheckAttention(c, 2 * group, 2, head_dim, 0, PrecisionOf(prec), head_dim + group + prec, 1.0f);
+  CheckAttention(c, 2 * group, 2, head_dim, 0, PrecisionOf(prec), head_dim + group + prec, 1.0f, kernel);
 }
 
 BOOST_DATA_TEST_CASE(attention_final_block_over_long_kv,
-                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({1, 7, 0}), head_dim, group, splits) {
+                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({1, 7, 0}) * bdata::make({0, 1}), head_dim,
+                     group, splits, kernel) {
   if (!HaveGpu()) return;
   // A 50-token final block over 3000 earlier keys: whole, split in 7, and split as the launcher chooses.
   AttnCase c{{{0, 50, 3000, 0}}, 50, 3050};
-  CheckAttention(c, 8 * group, 8, head_dim, splits, Precision::kBF16, head_dim * 3 + group + splits, 2.0f);
+  CheckAttention(c, 8 * group, 8, head_dim, splits, Precision::kBF16, head_dim * 3 + group + splits, 2.0f, kernel);
 }
 
-BOOST_DATA_TEST_CASE(attention_decode_one_query, bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({0, 1}),
-                     head_dim, group, prec) {
+BOOST_DATA_TEST_CASE(attention_long_causal_extend,
+                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({0, 1}) * bdata::make({0, 1}), head_dim,
+                     group, prec, kernel) {
+  if (!HaveGpu()) return;
+  // 777 new tokens after 333 cached ones (an Extend; full prefill when past is 0): many row tiles, the
+  // causal diagonal crossing key tiles at every offset, a ragged last tile.
+  AttnCase c{{{0, 777, 333, 0}}, 777, 1110};
+  CheckAttention(c, 4 * group, 4, head_dim, 0, PrecisionOf(prec), head_dim * 5 + group + prec, 1.5f, kernel);
+}
+
+BOOST_DATA_TEST_CASE(attention_decode_one_query,
+                     bdata::make({64, 128}) * bdata::make({1, 4}) * bdata::make({0, 1}) * bdata::make({0, 1}), head_dim,
+                     group, prec, kernel) {
   if (!HaveGpu()) return;
   AttnCase c{{{0, 1, 5000, 0}}, 1, 5001};
-  CheckAttention(c, 8 * group, 8, head_dim, 0, PrecisionOf(prec), head_dim + group * 13 + prec, 3.0f);
+  CheckAttention(c, 8 * group, 8, head_dim, 0, PrecisionOf(prec), head_dim + group * 13 + prec, 3.0f, kernel);
 }
 
 BOOST_AUTO_TEST_CASE(attention_rejects_other_head_dims) {

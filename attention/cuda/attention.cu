@@ -1,11 +1,14 @@
 #include "attention/cuda/attention.cuh"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <climits>
 #include <string>
 
 #include "attention/cuda/cuda_status.h"
 #include "attention/cuda/device_common.cuh"
+#include "attention/cuda/wgmma.cuh"
 
 namespace blockkv::cuda {
 namespace {
@@ -303,6 +306,283 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   store_rows();
 }
 
+// ---- Hopper variant: the same computation on warpgroup MMAs (wgmma) ----
+//
+// One CTA = two warpgroups = 128 rows of one KV head (64 a warpgroup) over the keys of one split, one CTA
+// per multiprocessor. Keys stream in tiles of 64 through a 5-stage cp.async ring in the 128B-swizzled
+// layout wgmma reads directly (wgmma.cuh), three tiles ahead of the one being computed; both warpgroups
+// use every tile. Q is loaded once into registers as wgmma A fragments (ldmatrix from a padded tile).
+// S = Q K^T is m64n64k16 with K K-major; O += P V is m64n{D}k16 with P from registers (converted from the
+// S accumulators in place, the FlashAttention-2 trick) and V MN-major. Each thread owns the same rows and
+// columns as in the mma.sync kernel (rows lane / 4 and lane / 4 + 8 of its warp's 16), so the masking,
+// online softmax and output code are the same. While one warpgroup runs its softmax the other's MMAs
+// keep the tensor cores busy.
+constexpr int kWgGroups = 2;                 // warpgroups per CTA
+constexpr int kWgRows = 64 * kWgGroups;      // rows per CTA
+constexpr int kWgKeys = 64;                  // keys per tile
+constexpr int kWgStages = 5;                 // tiles in shared memory
+constexpr int kWgAhead = kWgStages - 2;      // tiles in flight beyond the one computed
+static_assert(kWgKeys == kBlockN, "both kernels round split sizes to kBlockN");
+
+template <int D>
+constexpr int WgTileBytes() {
+  return kWgKeys * D * 2;  // one K or V tile, swizzled panels of 64 keys x 128 bytes
+}
+template <int D>
+constexpr int WgSmemBytes() {
+  return 1024 + 2 * kWgStages * WgTileBytes<D>() + kWgRows * (D + kPad) * 2;  // align slack, K, V, Q
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(128 * kWgGroups, 1)
+    WgmmaAttentionKernel(const AttnParams p, const int split_keys, float* const o_partial, float* const lse_partial) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kThreads = 128 * kWgGroups;
+  constexpr int kLdq = D + kPad;
+  constexpr int kChunks = D / 8;
+  constexpr int kTile = WgTileBytes<D>();
+  constexpr int kPanel = kWgKeys * 128;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  const uint32_t base = (raw + 1023u) & ~1023u;  // the swizzle atoms must be 1024-byte aligned
+  const uint32_t s_k = base, s_v = base + kWgStages * kTile;
+  T* s_q = reinterpret_cast<T*>(smem_raw + (base - raw) + 2 * kWgStages * kTile);
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int group = p.heads / p.kv_heads;
+  const AttnSeq seq = p.seqs[blockIdx.z];
+  const int rows = seq.n * group;
+  const int m0 = (gridDim.x - 1 - blockIdx.x) * kWgRows;  // heavier (later) tiles first
+  if (m0 >= rows) return;
+  const int num_splits = gridDim.y / p.kv_heads;
+  const int kvh = blockIdx.y / num_splits, split = blockIdx.y % num_splits;
+  const int last_row = min(m0 + kWgRows, rows) - 1;
+  const int tile_kv_end = min(seq.past + seq.n, seq.past + last_row / group + 1);
+  const int kv_lo = split * split_keys;
+  const int kv_hi = min(tile_kv_end, kv_lo + split_keys);
+
+  const T* __restrict__ q = static_cast<const T*>(p.q);
+  const T* __restrict__ kg = static_cast<const T*>(p.k);
+  const T* __restrict__ vg = static_cast<const T*>(p.v);
+  const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;
+  const int wg_m0 = m0 + (warp / 4) * 64;  // this warpgroup's first row
+  const bool wg_active = wg_m0 < rows;     // uniform over the warpgroup, as wgmma requires
+  const int row_a = wg_m0 + (warp % 4) * 16 + lane / 4, row_b = row_a + 8;
+
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+
+  auto store_rows = [&]() {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = half == 0 ? row_a : row_b;
+      if (row >= rows) continue;
+      const float l = half == 0 ? l_a : l_b;
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      const int t = row / group, h = kvh * group + row % group;
+      const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
+      if (num_splits == 1) {
+        T* out = static_cast<T*>(p.out) + qrow * D;
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+          *reinterpret_cast<uint32_t*>(out + db * 8 + 2 * (lane % 4)) =
+              dev::Pack2<T>(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
+        }
+      } else {
+        const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
+        float* out = o_partial + prow * D;
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+          *reinterpret_cast<float2*>(out + db * 8 + 2 * (lane % 4)) =
+              make_float2(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
+        }
+        if (lane % 4 == 0) {
+          const float m = half == 0 ? m_a : m_b;
+          lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
+        }
+      }
+    }
+  };
+
+  if (kv_lo >= kv_hi) {
+    store_rows();
+    return;
+  }
+
+  for (int c = tid; c < kWgRows * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    T* dst = s_q + r * kLdq + col;
+    const int row = m0 + r;
+    if (row < rows) {
+      const int t = row / group, h = kvh * group + row % group;
+      dev::CpAsync16(dst, q + (static_cast<int64_t>(seq.q_begin + t) * p.heads + h) * D + col);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    }
+  }
+  const int num_tiles = (kv_hi - kv_lo + kWgKeys - 1) / kWgKeys;
+  // Each thread copies one fixed 16-byte column chunk of rows r0, r0 + kRowStep, ... of every K and V
+  // tile. kRowStep is a multiple of 8, so the chunk's swizzled position is the same in each of its rows and
+  // the addresses advance by constants (the per-chunk index arithmetic was a large share of the kernel's
+  // instructions).
+  constexpr int kRowStep = kThreads / kChunks;
+  constexpr int kPasses = kWgKeys / kRowStep;
+  static_assert(kRowStep % 8 == 0 && kWgKeys % kRowStep == 0, "load pattern");
+  const int r0 = tid / kChunks, chunk = tid % kChunks;
+  const uint32_t dst0 = dev::SwizzledChunk(kWgKeys, r0, chunk);
+  const int64_t src0 = (static_cast<int64_t>(seq.kv_begin) + kv_lo + r0) * kv_stride + kvh * D + chunk * 8;
+  // Tile i of this split into ring slot i % kWgStages, as its own cp.async group (an empty group past the
+  // last tile keeps the wait counts uniform); keys at or past kv_hi are zero-filled.
+  auto load_tile = [&](int i) {
+    if (i < num_tiles) {
+      const uint32_t dst = (i % kWgStages) * kTile + dst0;
+      const int64_t src = src0 + static_cast<int64_t>(i) * kWgKeys * kv_stride;
+      const int key = kv_lo + i * kWgKeys + r0;
+#pragma unroll
+      for (int pass = 0; pass < kPasses; ++pass) {
+        const bool valid = key + pass * kRowStep < kv_hi;
+        const int64_t off = valid ? src + static_cast<int64_t>(pass) * kRowStep * kv_stride : 0;
+        dev::CpAsync16Zfill(s_k + dst + pass * kRowStep * 128, kg + off, valid);
+        dev::CpAsync16Zfill(s_v + dst + pass * kRowStep * 128, vg + off, valid);
+      }
+    }
+    dev::CpAsyncCommit();
+  };
+  for (int i = 0; i < kWgAhead; ++i) load_tile(i);  // Q travels in tile 0's group
+
+  // Q fragments into registers. head_dim 128: once, before the loop. head_dim 64: again for every tile,
+  // because there ptxas (CUDA 13.0) gave the loop-carried Q registers to P (the S and P·V products are
+  // then both m64n64k16), so from the second tile on S was computed from the previous tile's P. Seen in
+  // the SASS; the per-tile reload costs 4 ldmatrix a thread.
+  dev::CpAsyncWait<kWgAhead - 1>();
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+  auto load_q = [&]() {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const T* a = s_q + ((warp / 4) * 64 + (warp % 4) * 16 + lane % 16) * kLdq + kk * 16 + (lane / 16) * 8;
+      dev::LdMatrixX4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], a);
+    }
+  };
+  load_q();
+
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+  const int unmasked_end = min(kv_hi, seq.past + m0 / group + 1);
+  const int qpos_a = seq.past + row_a / group, qpos_b = seq.past + row_b / group;
+  for (int it = 0; it < num_tiles; ++it) {
+    // The slot refilled here was last read two iterations ago; every thread has passed the barrier below
+    // since, so no trailing barrier is needed.
+    load_tile(it + kWgAhead);
+    dev::CpAsyncWait<kWgAhead>();  // tile it has landed (this thread's part of it)
+    dev::FenceProxyAsync();        // ... and is visible to wgmma's (async-proxy) reads
+    __syncthreads();
+    if (!wg_active) continue;
+    const int k0 = kv_lo + it * kWgKeys;
+    const uint32_t slot = (it % kWgStages) * kTile;
+
+    // S = Q K^T (64 rows x 64 keys).
+    if constexpr (D == 64) {
+      if (it > 0) load_q();
+    }
+    float s[kWgKeys / 2];
+#pragma unroll
+    for (int i = 0; i < kWgKeys / 2; ++i) s[i] = 0.0f;
+    dev::FenceOperands(s);
+    dev::FenceOperands(qf);
+    dev::WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint64_t desc = dev::SmemDesc(s_k + slot + (kk / 4) * kPanel + (kk % 4) * 32, 16, 1024);
+      dev::WgmmaRS<T, kWgKeys>::template Run<0>(s, qf[kk], desc, 1);
+    }
+    dev::WgmmaCommit();
+    dev::WgmmaWait<0>();
+    dev::FenceOperands(s);
+
+    // Online softmax in the log2 domain, the scale folded into the exponent's FMA: the row maxima are
+    // taken over the raw scores (scale > 0), p = 2^(s * scale_log2 - max * scale_log2).
+    if (k0 + kWgKeys > unmasked_end) {
+#pragma unroll
+      for (int nb = 0; nb < kWgKeys / 8; ++nb) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = k0 + nb * 8 + 2 * (lane % 4) + (e & 1);
+          if (key >= kv_hi || key > (e < 2 ? qpos_a : qpos_b)) s[nb * 4 + e] = -INFINITY;
+        }
+      }
+    }
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < kWgKeys / 8; ++nb) {
+      mx_a = fmaxf(mx_a, fmaxf(s[nb * 4 + 0], s[nb * 4 + 1]));
+      mx_b = fmaxf(mx_b, fmaxf(s[nb * 4 + 2], s[nb * 4 + 3]));
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+    }
+    mx_a = fmaxf(m_a, mx_a * scale_log2);  // -inf stays -inf
+    mx_b = fmaxf(m_b, mx_b * scale_log2);
+    const float base_a = mx_a == -INFINITY ? 0.0f : mx_a;
+    const float base_b = mx_b == -INFINITY ? 0.0f : mx_b;
+    const float corr_a = FastExp2(m_a - base_a), corr_b = FastExp2(m_b - base_b);
+    m_a = mx_a;
+    m_b = mx_b;
+    uint32_t pf[kWgKeys / 16][4];
+    float sum_a = 0.0f, sum_b = 0.0f;
+#pragma unroll
+    for (int nb = 0; nb < kWgKeys / 8; ++nb) {
+      const float p0 = FastExp2(__fmaf_rn(s[nb * 4 + 0], scale_log2, -base_a));
+      const float p1 = FastExp2(__fmaf_rn(s[nb * 4 + 1], scale_log2, -base_a));
+      const float p2 = FastExp2(__fmaf_rn(s[nb * 4 + 2], scale_log2, -base_b));
+      const float p3 = FastExp2(__fmaf_rn(s[nb * 4 + 3], scale_log2, -base_b));
+      sum_a += p0 + p1;
+      sum_b += p2 + p3;
+      pf[nb / 2][(nb % 2) * 2 + 0] = dev::Pack2<T>(p0, p1);
+      pf[nb / 2][(nb % 2) * 2 + 1] = dev::Pack2<T>(p2, p3);
+    }
+    l_a = l_a * corr_a + sum_a;
+    l_b = l_b * corr_b + sum_b;
+    // Once the running maxima settle (most tiles of a long row) both corrections are exactly 1: skip the
+    // D / 2 multiplications.
+    if (corr_a != 1.0f || corr_b != 1.0f) {
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) {
+        o[db * 4 + 0] *= corr_a;
+        o[db * 4 + 1] *= corr_a;
+        o[db * 4 + 2] *= corr_b;
+        o[db * 4 + 3] *= corr_b;
+      }
+    }
+
+    // O += P V (64 rows x D).
+    dev::FenceOperands(o);
+    dev::FenceOperands(pf);
+    dev::WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kWgKeys / 16; ++kk) {
+      const uint64_t desc = dev::SmemDesc(s_v + slot + kk * 16 * 128, kPanel, 1024);
+      dev::WgmmaRS<T, D>::template Run<1>(o, pf[kk], desc, 1);
+    }
+    dev::WgmmaCommit();
+    dev::WgmmaWait<0>();
+    dev::FenceOperands(o);
+  }
+  dev::CpAsyncWait<0>();  // no copy may still be writing shared memory when the CTA exits
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+  }
+  store_rows();
+#else
+  __trap();  // never launched: the host checks that the sm_90a code was loaded (WgmmaAttentionUsable)
+#endif
+}
+
 // Merges split-KV partials: one CTA per (query token, head) row, one thread per dimension.
 //   o_partial: (splits, q_tokens * heads, D) normalized per split; lse_partial: (splits, q_tokens * heads)
 //   in log2 units; out: (q_tokens * heads, D).
@@ -327,6 +607,19 @@ __global__ void MergeSplitsKernel(const float* __restrict__ o_partial, const flo
   }
 }
 
+float* LsePartial(const AttnParams& p) {
+  return p.workspace == nullptr ? nullptr
+                                : p.workspace + static_cast<size_t>(p.num_splits) * p.q_tokens * p.heads * p.head_dim;
+}
+
+template <typename T>
+Status LaunchMerge(const AttnParams& p, cudaStream_t stream) {
+  const int64_t rows = static_cast<int64_t>(p.q_tokens) * p.heads;
+  MergeSplitsKernel<T><<<static_cast<unsigned>(rows), p.head_dim, 0, stream>>>(
+      p.workspace, LsePartial(p), p.num_splits, rows, p.head_dim, static_cast<T*>(p.out));
+  return CudaStatus(cudaGetLastError(), "MergeSplitsKernel");
+}
+
 template <typename T, int D, int kMT>
 Status Launch(const AttnParams& p, int split_keys, cudaStream_t stream) {
   constexpr int kWarps = 4;
@@ -339,27 +632,59 @@ Status Launch(const AttnParams& p, int split_keys, cudaStream_t stream) {
   }
   const int block_m = 16 * kWarps * kMT;
   dim3 grid((p.max_rows + block_m - 1) / block_m, p.kv_heads * p.num_splits, p.num_seqs);
-  float* o_partial = p.workspace;
-  float* lse_partial =
-      p.workspace == nullptr ? nullptr : p.workspace + static_cast<size_t>(p.num_splits) * p.q_tokens * p.heads * D;
-  AttentionKernel<T, D, kWarps, kMT><<<grid, kWarps * 32, kSmem, stream>>>(p, split_keys, o_partial, lse_partial);
-  RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "AttentionKernel"));
-  if (p.num_splits > 1) {
-    const int64_t rows = static_cast<int64_t>(p.q_tokens) * p.heads;
-    MergeSplitsKernel<T><<<static_cast<unsigned>(rows), D, 0, stream>>>(
-        o_partial, lse_partial, p.num_splits, rows, D, static_cast<T*>(p.out));
-    RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "MergeSplitsKernel"));
+  AttentionKernel<T, D, kWarps, kMT><<<grid, kWarps * 32, kSmem, stream>>>(p, split_keys, p.workspace, LsePartial(p));
+  return CudaStatus(cudaGetLastError(), "AttentionKernel");
+}
+
+template <typename T, int D>
+Status LaunchWgmma(const AttnParams& p, int split_keys, cudaStream_t stream) {
+  constexpr int kSmem = WgSmemBytes<D>();
+  static bool configured = false;
+  if (!configured) {
+    CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(WgmmaAttentionKernel<T, D>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    configured = true;
   }
-  return Status::OK();
+  dim3 grid((p.max_rows + kWgRows - 1) / kWgRows, p.kv_heads * p.num_splits, p.num_seqs);
+  WgmmaAttentionKernel<T, D><<<grid, 128 * kWgGroups, kSmem, stream>>>(p, split_keys, p.workspace, LsePartial(p));
+  return CudaStatus(cudaGetLastError(), "WgmmaAttentionKernel");
 }
 
 template <typename T>
-Status LaunchTyped(const AttnParams& p, int split_keys, bool wide, cudaStream_t stream) {
+Status LaunchTyped(const AttnParams& p, int split_keys, bool wgmma, bool wide, cudaStream_t stream) {
+  if (wgmma) return p.head_dim == 128 ? LaunchWgmma<T, 128>(p, split_keys, stream) : LaunchWgmma<T, 64>(p, split_keys, stream);
   if (p.head_dim == 128) return wide ? Launch<T, 128, 2>(p, split_keys, stream) : Launch<T, 128, 1>(p, split_keys, stream);
   return wide ? Launch<T, 64, 2>(p, split_keys, stream) : Launch<T, 64, 1>(p, split_keys, stream);
 }
 
-int BlockRows(int max_rows) { return max_rows > 64 ? 128 : 64; }
+std::atomic<int> g_kernel{-1};  // AttnKernel; -1 until read from BLOCKKV_ATTN_KERNEL
+
+AttnKernel KernelSetting() {
+  int k = g_kernel.load(std::memory_order_relaxed);
+  if (k < 0) {
+    const char* env = std::getenv("BLOCKKV_ATTN_KERNEL");
+    const std::string v = env == nullptr ? "" : env;
+    k = static_cast<int>(v == "mma" ? AttnKernel::kMmaSync : v == "wgmma" ? AttnKernel::kWgmma : AttnKernel::kAuto);
+    int expected = -1;
+    g_kernel.compare_exchange_strong(expected, k);
+    k = g_kernel.load(std::memory_order_relaxed);
+  }
+  return static_cast<AttnKernel>(k);
+}
+
+// Whether this call runs on the wgmma kernel: forced, or (auto) usable and more than 16 rows per KV head
+// (decoding's 1 x group rows would be mostly padding in a 64-row warpgroup tile; the mma.sync kernel
+// skips its idle warps).
+bool UseWgmma(int max_rows) {
+  switch (KernelSetting()) {
+    case AttnKernel::kMmaSync: return false;
+    case AttnKernel::kWgmma: return WgmmaAttentionUsable();
+    case AttnKernel::kAuto: break;
+  }
+  return max_rows > 16 && WgmmaAttentionUsable();
+}
+
+int BlockRows(int max_rows) { return UseWgmma(max_rows) ? kWgRows : max_rows > 64 ? 128 : 64; }
 
 __global__ void AdvanceDecodeKernel(int32_t* token, const int32_t* next, int32_t* pos, AttnSeq* seq) {
   *token = *next;
@@ -369,13 +694,32 @@ __global__ void AdvanceDecodeKernel(int32_t* token, const int32_t* next, int32_t
 
 }  // namespace
 
+void SetAttentionKernel(AttnKernel kernel) { g_kernel.store(static_cast<int>(kernel)); }
+AttnKernel GetAttentionKernel() { return KernelSetting(); }
+
+bool WgmmaAttentionUsable() {
+  static const bool usable = [] {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    if (major != 9) return false;
+    // The kernel's code for this device must be the sm_90a build, not a JIT of the portable PTX (whose
+    // body is a trap).
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, WgmmaAttentionKernel<__nv_bfloat16, 128>) != cudaSuccess) return false;
+    return attr.binaryVersion >= 90;
+  }();
+  return usable;
+}
+
 int AttentionSplits(int max_rows, int max_keys, int kv_heads, int num_seqs, int sm_count) {
   const int block_m = BlockRows(max_rows);
   const int64_t ctas = static_cast<int64_t>((max_rows + block_m - 1) / block_m) * kv_heads * num_seqs;
   if (ctas >= sm_count || max_keys <= 512) return 1;
-  // Fill exactly one wave: both variants (4 warps, <= 255 registers a thread, <= 104 KiB of shared memory)
-  // fit two per multiprocessor. A partial extra wave would cost as much as a full one.
-  const int64_t slots = static_cast<int64_t>(sm_count) * 2;
+  // Fill exactly one wave: the mma.sync variants (4 warps, <= 255 registers a thread, <= 104 KiB of shared
+  // memory) fit two per multiprocessor, the wgmma one (8 warps, 5-stage ring) one. A partial extra wave
+  // would cost as much as a full one.
+  const int64_t slots = static_cast<int64_t>(sm_count) * (UseWgmma(max_rows) ? 1 : 2);
   int64_t splits = slots / ctas;
   splits = std::min<int64_t>({splits, (max_keys + 255) / 256, 128});
   return static_cast<int>(std::max<int64_t>(splits, 1));
@@ -391,16 +735,23 @@ Status LaunchAttention(AttnParams p, Precision precision, int sm_count, cudaStre
       p.seqs == nullptr) {
     return Status::InvalidArgument("attention: bad shapes or null pointers");
   }
+  if (KernelSetting() == AttnKernel::kWgmma && !WgmmaAttentionUsable()) {
+    return Status::NotSupported("attention: the wgmma kernel needs an sm_90 device and the sm_90a build");
+  }
   if (p.num_splits <= 0) p.num_splits = AttentionSplits(p.max_rows, p.max_keys, p.kv_heads, p.num_seqs, sm_count);
   int split_keys = INT_MAX / 2;
   if (p.num_splits > 1) {
     if (p.workspace == nullptr) return Status::InvalidArgument("attention: split-KV needs a workspace");
     split_keys = (p.max_keys + p.num_splits - 1) / p.num_splits;
-    split_keys = (split_keys + kBlockN - 1) / kBlockN * kBlockN;
+    split_keys = (split_keys + kBlockN - 1) / kBlockN * kBlockN;  // kWgKeys == kBlockN
   }
-  const bool wide = BlockRows(p.max_rows) == 128;
-  return precision == Precision::kBF16 ? LaunchTyped<__nv_bfloat16>(p, split_keys, wide, stream)
-                                       : LaunchTyped<__half>(p, split_keys, wide, stream);
+  const bool wgmma = UseWgmma(p.max_rows);
+  const bool wide = !wgmma && BlockRows(p.max_rows) == 128;
+  const bool bf16 = precision == Precision::kBF16;
+  RETURN_IF_ERROR(bf16 ? LaunchTyped<__nv_bfloat16>(p, split_keys, wgmma, wide, stream)
+                       : LaunchTyped<__half>(p, split_keys, wgmma, wide, stream));
+  if (p.num_splits > 1) RETURN_IF_ERROR(bf16 ? LaunchMerge<__nv_bfloat16>(p, stream) : LaunchMerge<__half>(p, stream));
+  return Status::OK();
 }
 
 Status LaunchAdvanceDecode(int32_t* token, const int32_t* next, int32_t* pos, AttnSeq* seq, cudaStream_t stream) {

@@ -47,6 +47,17 @@ struct AttnParams {
   float* workspace = nullptr;
 };
 
+// Which kernel runs the attention (process-wide; the environment variable BLOCKKV_ATTN_KERNEL=mma|wgmma
+// sets it before the first call). kAuto: on an sm_90 device whose sm_90a code is loaded, the wgmma kernel
+// for every call with more than 16 rows (query token x head-in-group pairs) per KV head, the mma.sync
+// kernel for decoding; elsewhere the mma.sync kernel. kWgmma forces it (NotSupported where unusable),
+// kMmaSync forbids it; tests and benchmarks use this to compare the two.
+enum class AttnKernel { kAuto = 0, kMmaSync = 1, kWgmma = 2 };
+void SetAttentionKernel(AttnKernel kernel);
+AttnKernel GetAttentionKernel();
+// Whether the wgmma kernel can run here (an sm_90 device and this build's sm_90a code).
+bool WgmmaAttentionUsable();
+
 // The split count the launcher would use for these shapes on `sm_count` multiprocessors (1: no split).
 int AttentionSplits(int max_rows, int max_keys, int kv_heads, int num_seqs, int sm_count);
 

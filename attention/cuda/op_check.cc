@@ -167,7 +167,7 @@ StatusOr<std::vector<float>> RopeKeys(const std::vector<float>& src, int64_t tok
 StatusOr<std::vector<float>> Attention(const std::vector<float>& q, const std::vector<float>& k,
                                        const std::vector<float>& v, const std::vector<SeqSpec>& seqs, int q_tokens,
                                        int kv_tokens, int heads, int kv_heads, int head_dim, int num_splits,
-                                       Precision precision) {
+                                       Precision precision, Kernel kernel) {
   (void)kv_tokens;
   ASSIGN_OR_RETURN(DeviceBuffer dq, ToDevice(q, precision));
   ASSIGN_OR_RETURN(DeviceBuffer dk, ToDevice(k, precision));
@@ -192,6 +192,13 @@ StatusOr<std::vector<float>> Attention(const std::vector<float>& q, const std::v
   p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   p.max_rows = max_rows, p.max_keys = max_keys;
   const int sms = SmCount();
+  // The kernel setting is process-wide; set it for this call only (the tests call ops from one thread).
+  const AttnKernel previous = GetAttentionKernel();
+  SetAttentionKernel(static_cast<AttnKernel>(kernel));
+  struct Restore {
+    AttnKernel k;
+    ~Restore() { SetAttentionKernel(k); }
+  } restore{previous};
   p.num_splits = num_splits > 0 ? num_splits : AttentionSplits(max_rows, max_keys, kv_heads, p.num_seqs, sms);
   DeviceBuffer ws;
   const size_t ws_floats = AttentionPartialFloats(p.num_splits, q_tokens, heads, head_dim);
@@ -202,6 +209,8 @@ StatusOr<std::vector<float>> Attention(const std::vector<float>& q, const std::v
   RETURN_IF_ERROR(LaunchAttention(p, precision, sms, nullptr));
   return FromDevice(out, count, precision);
 }
+
+bool WgmmaUsable() { return WgmmaAttentionUsable(); }
 
 StatusOr<int32_t> ArgMax(const std::vector<float>& logits) {
   ASSIGN_OR_RETURN(DeviceBuffer dl, ToDeviceRaw(logits));

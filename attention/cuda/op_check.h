@@ -44,11 +44,15 @@ struct SeqSpec {
   int q_begin, n, past, kv_begin;  // as AttnSeq (attention/cuda/attention.cuh)
 };
 // out (q_tokens, heads, head_dim); q (q_tokens, heads, head_dim), k and v (kv_tokens, kv_heads, head_dim)
-// stored in T. num_splits: 0 lets the launcher choose, >= 1 forces it.
+// stored in T. num_splits: 0 lets the launcher choose, >= 1 forces it. kernel: which attention kernel runs
+// the call (AttnKernel in attention/cuda/attention.cuh).
+enum class Kernel { kAuto = 0, kMmaSync = 1, kWgmma = 2 };
 StatusOr<std::vector<float>> Attention(const std::vector<float>& q, const std::vector<float>& k,
                                        const std::vector<float>& v, const std::vector<SeqSpec>& seqs, int q_tokens,
                                        int kv_tokens, int heads, int kv_heads, int head_dim, int num_splits,
-                                       Precision precision);
+                                       Precision precision, Kernel kernel = Kernel::kAuto);
+// Whether the wgmma attention kernel can run on this device.
+bool WgmmaUsable();
 
 // Index of the largest logit (lowest among equals).
 StatusOr<int32_t> ArgMax(const std::vector<float>& logits);
