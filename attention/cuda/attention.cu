@@ -321,7 +321,7 @@ constexpr int kWgGroups = 2;                 // warpgroups per CTA
 constexpr int kWgRows = 64 * kWgGroups;      // rows per CTA
 constexpr int kWgKeys = 64;                  // keys per tile
 constexpr int kWgStages = 5;                 // tiles in shared memory
-constexpr int kWgAhead = kWgStages - 2;      // tiles in flight beyond the one computed
+constexpr int kWgAhead = kWgStages - 1;      // tiles loaded ahead of the one whose P V runs
 static_assert(kWgKeys == kBlockN, "both kernels round split sizes to kBlockN");
 
 template <int D>
@@ -456,7 +456,8 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   // because there ptxas (CUDA 13.0) gave the loop-carried Q registers to P (the S and P·V products are
   // then both m64n64k16), so from the second tile on S was computed from the previous tile's P. Seen in
   // the SASS; the per-tile reload costs 4 ldmatrix a thread.
-  dev::CpAsyncWait<kWgAhead - 1>();
+  dev::CpAsyncWait<kWgAhead - 1>();  // tile 0 and Q have landed
+  dev::FenceProxyAsync();
   __syncthreads();
   uint32_t qf[D / 16][4];
   auto load_q = [&]() {
@@ -471,24 +472,15 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const int unmasked_end = min(kv_hi, seq.past + m0 / group + 1);
   const int qpos_a = seq.past + row_a / group, qpos_b = seq.past + row_b / group;
-  for (int it = 0; it < num_tiles; ++it) {
-    // The slot refilled here was last read two iterations ago; every thread has passed the barrier below
-    // since, so no trailing barrier is needed.
-    load_tile(it + kWgAhead);
-    dev::CpAsyncWait<kWgAhead>();  // tile it has landed (this thread's part of it)
-    dev::FenceProxyAsync();        // ... and is visible to wgmma's (async-proxy) reads
-    __syncthreads();
-    if (!wg_active) continue;
-    const int k0 = kv_lo + it * kWgKeys;
-    const uint32_t slot = (it % kWgStages) * kTile;
 
-    // S = Q K^T (64 rows x 64 keys).
+  // Issues S = Q K^T of tile i (64 rows x 64 keys) as one wgmma group; the caller waits for it.
+  auto issue_s = [&](float (&s)[kWgKeys / 2], int i) {
     if constexpr (D == 64) {
-      if (it > 0) load_q();
+      if (i > 0) load_q();
     }
-    float s[kWgKeys / 2];
+    const uint32_t slot = (i % kWgStages) * kTile;
 #pragma unroll
-    for (int i = 0; i < kWgKeys / 2; ++i) s[i] = 0.0f;
+    for (int e = 0; e < kWgKeys / 2; ++e) s[e] = 0.0f;
     dev::FenceOperands(s);
     dev::FenceOperands(qf);
     dev::WgmmaFence();
@@ -498,11 +490,25 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
       dev::WgmmaRS<T, kWgKeys>::template Run<0>(s, qf[kk], desc, 1);
     }
     dev::WgmmaCommit();
-    dev::WgmmaWait<0>();
-    dev::FenceOperands(s);
-
-    // Online softmax in the log2 domain, the scale folded into the exponent's FMA: the row maxima are
-    // taken over the raw scores (scale > 0), p = 2^(s * scale_log2 - max * scale_log2).
+  };
+  // Issues O += P V of tile i as one wgmma group.
+  auto issue_pv = [&](uint32_t (&pf)[kWgKeys / 16][4], int i) {
+    const uint32_t slot = (i % kWgStages) * kTile;
+    dev::FenceOperands(o);
+    dev::FenceOperands(pf);
+    dev::WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kWgKeys / 16; ++kk) {
+      const uint64_t desc = dev::SmemDesc(s_v + slot + kk * 16 * 128, kPanel, 1024);
+      dev::WgmmaRS<T, D>::template Run<1>(o, pf[kk], desc, 1);
+    }
+    dev::WgmmaCommit();
+  };
+  // Online softmax of tile i's scores in the log2 domain, the scale folded into the exponent's FMA (row
+  // maxima over the raw scores, scale > 0; p = 2^(s * scale_log2 - max * scale_log2)): P into pf, the
+  // running maxima and sums updated, the corrections for O returned in corr_a / corr_b.
+  auto softmax = [&](float (&s)[kWgKeys / 2], int i, uint32_t (&pf)[kWgKeys / 16][4], float& corr_a, float& corr_b) {
+    const int k0 = kv_lo + i * kWgKeys;
     if (k0 + kWgKeys > unmasked_end) {
 #pragma unroll
       for (int nb = 0; nb < kWgKeys / 8; ++nb) {
@@ -528,10 +534,10 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
     mx_b = fmaxf(m_b, mx_b * scale_log2);
     const float base_a = mx_a == -INFINITY ? 0.0f : mx_a;
     const float base_b = mx_b == -INFINITY ? 0.0f : mx_b;
-    const float corr_a = FastExp2(m_a - base_a), corr_b = FastExp2(m_b - base_b);
+    corr_a = FastExp2(m_a - base_a);
+    corr_b = FastExp2(m_b - base_b);
     m_a = mx_a;
     m_b = mx_b;
-    uint32_t pf[kWgKeys / 16][4];
     float sum_a = 0.0f, sum_b = 0.0f;
 #pragma unroll
     for (int nb = 0; nb < kWgKeys / 8; ++nb) {
@@ -546,8 +552,10 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
     }
     l_a = l_a * corr_a + sum_a;
     l_b = l_b * corr_b + sum_b;
-    // Once the running maxima settle (most tiles of a long row) both corrections are exactly 1: skip the
-    // D / 2 multiplications.
+  };
+  // Once the running maxima settle (most tiles of a long row) both corrections are exactly 1: the D / 2
+  // multiplications are skipped.
+  auto rescale_o = [&](float corr_a, float corr_b) {
     if (corr_a != 1.0f || corr_b != 1.0f) {
 #pragma unroll
       for (int db = 0; db < D / 8; ++db) {
@@ -557,17 +565,56 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
         o[db * 4 + 3] *= corr_b;
       }
     }
+  };
 
-    // O += P V (64 rows x D).
+  // Software pipeline (FlashAttention-3's intra-warpgroup overlap): while the tensor cores run P_i V_i,
+  // the warpgroup computes the softmax of tile i + 1, whose S was issued just before.
+  float s[kWgKeys / 2];
+  uint32_t pf[kWgKeys / 16][4], pf_next[kWgKeys / 16][4];
+  float corr_a = 1.0f, corr_b = 1.0f;
+  if (wg_active) {
+    issue_s(s, 0);
+    dev::WgmmaWait<0>();
+    dev::FenceOperands(s);
+    softmax(s, 0, pf, corr_a, corr_b);  // O is still 0: no rescale
+  }
+  // Step `it` issues S of tile it + 1 and P V of tile it, P_it in `cur`, and leaves P_{it+1} in `nxt`.
+  // The loop runs two steps per trip with the two P buffers swapped, so no register copy ties them (ptxas
+  // then gave both one set of registers, written while P V still read them, and serialized the products);
+  // the last tile's P V follows the loop, because a wgmma issued under a branch inside the loop left
+  // ptxas unable to tell which group a wait retires (serialized too).
+  auto step = [&](int it, uint32_t (&cur)[kWgKeys / 16][4], uint32_t (&nxt)[kWgKeys / 16][4]) {
+    dev::CpAsyncWait<kWgAhead - 2>();  // tile it + 1 has landed (this thread's part of it)
+    dev::FenceProxyAsync();            // ... and is visible to wgmma's (async-proxy) reads
+    // After this barrier every thread is done with tile it - 1 (its P V was waited for in the previous
+    // step), so its ring slot can be refilled.
+    __syncthreads();
+    load_tile(it + kWgAhead);
+    if (!wg_active) return;
+    issue_s(s, it + 1);
+    issue_pv(cur, it);
+    dev::WgmmaWait<1>();  // S of tile it + 1 (the older group); P_it V_it may still run
+    dev::FenceOperands(s);
+    softmax(s, it + 1, nxt, corr_a, corr_b);
+    dev::WgmmaWait<0>();
     dev::FenceOperands(o);
-    dev::FenceOperands(pf);
-    dev::WgmmaFence();
+    rescale_o(corr_a, corr_b);
+  };
+  int it = 0;
+  for (; it + 2 < num_tiles; it += 2) {
+    step(it, pf, pf_next);
+    step(it + 1, pf_next, pf);
+  }
+  if (it + 1 < num_tiles) {
+    step(it, pf, pf_next);
 #pragma unroll
     for (int kk = 0; kk < kWgKeys / 16; ++kk) {
-      const uint64_t desc = dev::SmemDesc(s_v + slot + kk * 16 * 128, kPanel, 1024);
-      dev::WgmmaRS<T, D>::template Run<1>(o, pf[kk], desc, 1);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) pf[kk][e] = pf_next[kk][e];
     }
-    dev::WgmmaCommit();
+  }
+  if (wg_active) {  // the last tile landed before the last barrier (or the prologue's)
+    issue_pv(pf, num_tiles - 1);
     dev::WgmmaWait<0>();
     dev::FenceOperands(o);
   }
