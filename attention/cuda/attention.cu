@@ -321,7 +321,7 @@ constexpr int kWgGroups = 2;                 // warpgroups per CTA
 constexpr int kWgRows = 64 * kWgGroups;      // rows per CTA
 constexpr int kWgKeys = 64;                  // keys per tile
 constexpr int kWgStages = 5;                 // tiles in shared memory
-constexpr int kWgAhead = kWgStages - 1;      // tiles loaded ahead of the one whose P V runs
+constexpr int kWgAhead = kWgStages - 2;      // tiles loaded ahead of the one whose P V runs
 static_assert(kWgKeys == kBlockN, "both kernels round split sizes to kBlockN");
 
 template <int D>
@@ -330,7 +330,8 @@ constexpr int WgTileBytes() {
 }
 template <int D>
 constexpr int WgSmemBytes() {
-  return 1024 + 2 * kWgStages * WgTileBytes<D>() + kWgRows * (D + kPad) * 2;  // align slack, K, V, Q
+  // align slack, K, V, Q, then the ring's full and empty mbarriers
+  return 1024 + 2 * kWgStages * WgTileBytes<D>() + kWgRows * (D + kPad) * 2 + 2 * kWgStages * 8;
 }
 
 template <typename T, int D>
@@ -347,6 +348,8 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   const uint32_t base = (raw + 1023u) & ~1023u;  // the swizzle atoms must be 1024-byte aligned
   const uint32_t s_k = base, s_v = base + kWgStages * kTile;
   T* s_q = reinterpret_cast<T*>(smem_raw + (base - raw) + 2 * kWgStages * kTile);
+  // full[i]: ring slot i's tile has landed (every thread's copies); empty[i]: every thread is done with it.
+  const uint32_t full_bar = s_k + 2 * kWgStages * kTile + kWgRows * kLdq * 2, empty_bar = full_bar + kWgStages * 8;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int group = p.heads / p.kv_heads;
@@ -433,31 +436,48 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   const int r0 = tid / kChunks, chunk = tid % kChunks;
   const uint32_t dst0 = dev::SwizzledChunk(kWgKeys, r0, chunk);
   const int64_t src0 = (static_cast<int64_t>(seq.kv_begin) + kv_lo + r0) * kv_stride + kvh * D + chunk * 8;
-  // Tile i of this split into ring slot i % kWgStages, as its own cp.async group (an empty group past the
-  // last tile keeps the wait counts uniform); keys at or past kv_hi are zero-filled.
-  auto load_tile = [&](int i) {
-    if (i < num_tiles) {
-      const uint32_t dst = (i % kWgStages) * kTile + dst0;
-      const int64_t src = src0 + static_cast<int64_t>(i) * kWgKeys * kv_stride;
-      const int key = kv_lo + i * kWgKeys + r0;
-#pragma unroll
-      for (int pass = 0; pass < kPasses; ++pass) {
-        const bool valid = key + pass * kRowStep < kv_hi;
-        const int64_t off = valid ? src + static_cast<int64_t>(pass) * kRowStep * kv_stride : 0;
-        dev::CpAsync16Zfill(s_k + dst + pass * kRowStep * 128, kg + off, valid);
-        dev::CpAsync16Zfill(s_v + dst + pass * kRowStep * 128, vg + off, valid);
-      }
+  // Tile i of this split into ring slot i % kWgStages (keys at or past kv_hi zero-filled). The ring runs on
+  // mbarriers rather than CTA barriers, so the two warpgroups are not held in lockstep: one's softmax can
+  // overlap the other's products. A slot is refilled once every thread has released its previous tile
+  // (empty), and a tile is consumed once every thread's copies of it have landed (full).
+  if (tid == 0) {
+    for (int i = 0; i < kWgStages; ++i) {
+      dev::MbarInit(full_bar + i * 8, kThreads);
+      dev::MbarInit(empty_bar + i * 8, kThreads);
     }
-    dev::CpAsyncCommit();
+    dev::MbarInitFence();
+  }
+  auto load_tile = [&](int i) {
+    if (i >= num_tiles) return;
+    const int slot = i % kWgStages, use = i / kWgStages;
+    if (use > 0) dev::MbarWait(empty_bar + slot * 8, (use - 1) & 1);
+    const uint32_t dst = slot * kTile + dst0;
+    const int64_t src = src0 + static_cast<int64_t>(i) * kWgKeys * kv_stride;
+    const int key = kv_lo + i * kWgKeys + r0;
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const bool valid = key + pass * kRowStep < kv_hi;
+      const int64_t off = valid ? src + static_cast<int64_t>(pass) * kRowStep * kv_stride : 0;
+      dev::CpAsync16Zfill(s_k + dst + pass * kRowStep * 128, kg + off, valid);
+      dev::CpAsync16Zfill(s_v + dst + pass * kRowStep * 128, vg + off, valid);
+    }
+    dev::MbarArriveOnCpAsync(full_bar + slot * 8);
   };
-  for (int i = 0; i < kWgAhead; ++i) load_tile(i);  // Q travels in tile 0's group
+  auto wait_tile = [&](int i) {
+    dev::MbarWait(full_bar + (i % kWgStages) * 8, (i / kWgStages) & 1);
+    dev::FenceProxyAsync();  // the other threads' copies, seen through the barrier, visible to wgmma's reads
+  };
+  auto release_tile = [&](int i) { dev::MbarArrive(empty_bar + (i % kWgStages) * 8); };
+
+  dev::CpAsyncCommit();      // Q is the one cp.async group
+  __syncthreads();           // the barriers are initialized
+  for (int i = 0; i < kWgAhead; ++i) load_tile(i);
 
   // Q fragments into registers. head_dim 128: once, before the loop. head_dim 64: again for every tile,
   // because there ptxas (CUDA 13.0) gave the loop-carried Q registers to P (the S and P·V products are
   // then both m64n64k16), so from the second tile on S was computed from the previous tile's P. Seen in
   // the SASS; the per-tile reload costs 4 ldmatrix a thread.
-  dev::CpAsyncWait<kWgAhead - 1>();  // tile 0 and Q have landed
-  dev::FenceProxyAsync();
+  dev::CpAsyncWait<0>();
   __syncthreads();
   uint32_t qf[D / 16][4];
   auto load_q = [&]() {
@@ -572,6 +592,7 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   float s[kWgKeys / 2];
   uint32_t pf[kWgKeys / 16][4], pf_next[kWgKeys / 16][4];
   float corr_a = 1.0f, corr_b = 1.0f;
+  wait_tile(0);
   if (wg_active) {
     issue_s(s, 0);
     dev::WgmmaWait<0>();
@@ -584,21 +605,19 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   // the last tile's P V follows the loop, because a wgmma issued under a branch inside the loop left
   // ptxas unable to tell which group a wait retires (serialized too).
   auto step = [&](int it, uint32_t (&cur)[kWgKeys / 16][4], uint32_t (&nxt)[kWgKeys / 16][4]) {
-    dev::CpAsyncWait<kWgAhead - 2>();  // tile it + 1 has landed (this thread's part of it)
-    dev::FenceProxyAsync();            // ... and is visible to wgmma's (async-proxy) reads
-    // After this barrier every thread is done with tile it - 1 (its P V was waited for in the previous
-    // step), so its ring slot can be refilled.
-    __syncthreads();
-    load_tile(it + kWgAhead);
-    if (!wg_active) return;
-    issue_s(s, it + 1);
-    issue_pv(cur, it);
-    dev::WgmmaWait<1>();  // S of tile it + 1 (the older group); P_it V_it may still run
-    dev::FenceOperands(s);
-    softmax(s, it + 1, nxt, corr_a, corr_b);
-    dev::WgmmaWait<0>();
-    dev::FenceOperands(o);
-    rescale_o(corr_a, corr_b);
+    load_tile(it + kWgAhead);  // into the slot of tile it + kWgAhead - kWgStages, released by now or soon
+    wait_tile(it + 1);
+    if (wg_active) {
+      issue_s(s, it + 1);
+      issue_pv(cur, it);
+      dev::WgmmaWait<1>();  // S of tile it + 1 (the older group); P_it V_it may still run
+      dev::FenceOperands(s);
+      softmax(s, it + 1, nxt, corr_a, corr_b);
+      dev::WgmmaWait<0>();
+      dev::FenceOperands(o);
+      rescale_o(corr_a, corr_b);
+    }
+    release_tile(it);
   };
   int it = 0;
   for (; it + 2 < num_tiles; it += 2) {
@@ -613,7 +632,7 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
       for (int e = 0; e < 4; ++e) pf[kk][e] = pf_next[kk][e];
     }
   }
-  if (wg_active) {  // the last tile landed before the last barrier (or the prologue's)
+  if (wg_active) {  // the last tile was waited for by the last step (or before the loop)
     issue_pv(pf, num_tiles - 1);
     dev::WgmmaWait<0>();
     dev::FenceOperands(o);
