@@ -180,6 +180,7 @@ void RunBench(const BenchOptions& o) {
   result["device"] = rt->device_name();
   result["model"] = o.preset;
   result["precision"] = cuda::PrecisionName(rt->precision());
+  result["attention_kernels"] = CudaRuntime::AttentionKernels();
   result["final_tokens"] = o.final_tokens;
   result["repeats"] = o.repeats;
   result["rows"] = rows;
@@ -217,9 +218,9 @@ void RunBench(const BenchOptions& o) {
   }
 
   // The table.
-  std::printf("%s, %s, batch 1, %s; median of %d runs after a warm-up; ms unless noted\n",
+  std::printf("%s, %s, batch 1, %s, attention %s; median of %d runs after a warm-up; ms unless noted\n",
               o.preset.c_str(), result["precision"].get<std::string>().c_str(), result["device"].get<std::string>().c_str(),
-              o.repeats);
+              result["attention_kernels"].get<std::string>().c_str(), o.repeats);
   std::printf("| tokens | full prefill | HF sdpa full | HF / blockkv | block TTFT (KV in cache) | block TTFT (+ re-encode) "
               "| HF block TTFT | batched encode of passages | decode tok/s |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

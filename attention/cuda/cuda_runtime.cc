@@ -172,6 +172,18 @@ const ModelConfig& CudaRuntime::config() const { return impl_->model->config(); 
 Precision CudaRuntime::precision() const { return impl_->model->precision(); }
 std::string CudaRuntime::device_name() const { return impl_->device_name; }
 
+std::string CudaRuntime::AttentionKernels() {
+  switch (GetAttentionKernel()) {
+    case AttnKernel::kMmaSync:
+      return "mma.sync";
+    case AttnKernel::kWgmma:
+      return WgmmaAttentionUsable() ? "wgmma" : "wgmma (not usable here)";
+    case AttnKernel::kAuto:
+      break;
+  }
+  return WgmmaAttentionUsable() ? "wgmma (decode: mma.sync)" : "mma.sync";
+}
+
 Status CudaRuntime::CheckTokens(std::span<const int32_t> tokens) const {
   if (tokens.empty()) return Status::InvalidArgument("no tokens given");
   for (size_t i = 0; i < tokens.size(); ++i) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the CUDA backend needs a GPU for, in one go (one device call): the GPU test suites, the same
 # suites under compute-sanitizer memcheck, the HF transformers oracle on the four presets, the
-# benchmark with HF's side, and a per-op profile pass (BLOCKKV_CUDA_PROFILE=1). Logs and JSON go to OUTDIR
-# (eight files); a summary is printed last.
+# benchmark with HF's side, the benchmark again on the mma.sync attention kernel (ablation), and a per-op
+# profile pass (BLOCKKV_CUDA_PROFILE=1). Logs and JSON go to OUTDIR; a summary is printed last.
 #
 # Usage (on the GPU host, from the repository root, after `source PACK/env.sh` puts blockkv and
 # blockkv_tests on PATH):  tests/oracle/gpu_run.sh OUTDIR [BENCH_ARGS...]
@@ -22,20 +22,30 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - start))")")
   return $rc
 }
+# STEPS (environment) picks a subset, e.g. STEPS="tests memcheck oracle" then STEPS="bench ablation profile"
+# in a second device call when one call's time limit is too short for all of them.
+STEPS=${STEPS:-tests memcheck oracle bench ablation profile}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
-step tests 300 blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
-step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
+has tests && step tests 300 blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
+has memcheck && step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
   --run_test=cuda_ops,cuda_runtime --report_level=short
-ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR
-step oracle 300 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
-cp "$ORACLE_DIR/gpu_oracle.json" "$OUT/" 2>/dev/null
-step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
+if has oracle; then
+  ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR
+  step oracle 300 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
+  cp "$ORACLE_DIR/gpu_oracle.json" "$OUT/" 2>/dev/null
+fi
+has bench && step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
+# The same benchmark with the pre-Hopper attention kernel everywhere (BLOCKKV_ATTN_KERNEL=mma), no HF side:
+# what the wgmma kernel is worth.
+has ablation && step ablation 200 env BLOCKKV_ATTN_KERNEL=mma blockkv bench --json "$OUT/bench_mma.json" "$@"
 # Per-op CUDA-event totals of each eager forward pass (diagnostics; timings inflated by the events).
-step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2
+has profile && step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2
 echo "== gpu"; cat "$OUT/gpu.txt"
-echo "== tests";  grep -E "failure|error|passed|skipped|Test module" "$OUT/tests.log" | tail -15
-echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$OUT/memcheck.log" | tail -5
-echo "== oracle"; tail -10 "$OUT/oracle.log"
-echo "== bench"; tail -12 "$OUT/bench.log"
-echo "== profile"; grep -E "cuda_profile" "$OUT/profile.log" | sort | uniq -c | sort -rn | head -12
+has tests && { echo "== tests"; grep -E "failure|error|passed|skipped|Test module" "$OUT/tests.log" | tail -15; }
+has memcheck && { echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$OUT/memcheck.log" | tail -5; }
+has oracle && { echo "== oracle"; tail -10 "$OUT/oracle.log"; }
+has bench && { echo "== bench"; tail -12 "$OUT/bench.log"; }
+has ablation && { echo "== ablation (mma.sync attention)"; tail -8 "$OUT/ablation.log"; }
+has profile && { echo "== profile"; grep -E "cuda_profile" "$OUT/profile.log" | sort | uniq -c | sort -rn | head -12; }
 echo "== steps"; printf '%s\n' "${summary[@]}"
