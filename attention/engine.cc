@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 namespace blockkv {
 
@@ -24,11 +25,44 @@ std::vector<int32_t> FlattenPrompt(const EngineRequest& request, std::vector<int
   return all;
 }
 
-Engine::Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options)
-    : runtime_(runtime), store_(store), options_(options) {}
+StatusOr<BlockKV> CpuBackend::EncodeBlock(std::span<const int32_t> tokens) { return runtime_->EncodeBlock(tokens); }
 
-StatusOr<BlockKV> Engine::Encode(std::span<const int32_t> tokens) const {
-  ASSIGN_OR_RETURN(BlockKV kv, runtime_->EncodeBlock(tokens));
+StatusOr<std::vector<float>> CpuBackend::Prefill(std::span<const BlockKV* const> blocks,
+                                                 std::span<const int32_t> final_tokens,
+                                                 const PrefillOptions& options) {
+  have_cache_ = false;
+  ASSIGN_OR_RETURN(PrefillResult r, runtime_->Prefill(blocks, final_tokens, options));
+  cache_ = std::move(r.cache);
+  have_cache_ = true;
+  return std::move(r.logits);
+}
+
+StatusOr<std::vector<float>> CpuBackend::PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options) {
+  have_cache_ = false;
+  ASSIGN_OR_RETURN(PrefillResult r, runtime_->PrefillFull(tokens, options));
+  cache_ = std::move(r.cache);
+  have_cache_ = true;
+  return std::move(r.logits);
+}
+
+StatusOr<std::vector<int32_t>> CpuBackend::Decode(std::span<const float> last_logits, const DecodeOptions& options) {
+  if (!have_cache_) return Status::InvalidArgument("decode before any prefill");
+  return runtime_->Decode(cache_, last_logits, options);
+}
+
+Engine::Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options)
+    : owned_backend_(std::make_unique<CpuBackend>(runtime)),
+      backend_(owned_backend_.get()),
+      store_(store),
+      options_(options) {}
+
+Engine::Engine(ModelBackend* backend, BlockStore* store, const EngineOptions& options)
+    : backend_(backend), store_(store), options_(options) {}
+
+Engine::~Engine() = default;
+
+StatusOr<BlockKV> Engine::Encode(std::span<const int32_t> tokens) {
+  ASSIGN_OR_RETURN(BlockKV kv, backend_->EncodeBlock(tokens));
   if (options_.kv_dtype != DType::kF32) {
     // Round exactly as a store round trip would, so fresh and stored blocks are interchangeable.
     std::vector<uint16_t> tmp;
@@ -44,11 +78,11 @@ StatusOr<BlockKV> Engine::Encode(std::span<const int32_t> tokens) const {
 
 Status Engine::Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name) {
   BlockToPut p;
-  p.model = runtime_->fingerprint();
+  p.model = backend_->fingerprint();
   p.tokens.assign(tokens.begin(), tokens.end());
-  p.num_layers = runtime_->num_layers();
-  p.kv_heads = runtime_->kv_heads();
-  p.head_dim = runtime_->head_dim();
+  p.num_layers = backend_->config().num_layers;
+  p.kv_heads = backend_->config().num_kv_heads;
+  p.head_dim = backend_->config().head_dim;
   p.dtype = options_.kv_dtype;
   p.name = name;
   std::vector<std::vector<uint8_t>> conv;
@@ -76,11 +110,11 @@ Status Engine::Store(const BlockKV& kv, std::span<const int32_t> tokens, const s
 Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
   ASSIGN_OR_RETURN(BlockMeta m, store_->GetMeta(id));
   const std::string what = "block " + id.ToHex();
-  if (m.model != runtime_->fingerprint())
+  if (m.model != backend_->fingerprint())
     return Status::InvalidArgument(what + " belongs to another model");
-  if (m.num_layers != static_cast<uint32_t>(runtime_->num_layers()) ||
-      m.kv_heads != static_cast<uint32_t>(runtime_->kv_heads()) ||
-      m.head_dim != static_cast<uint32_t>(runtime_->head_dim()))
+  if (m.num_layers != static_cast<uint32_t>(backend_->config().num_layers) ||
+      m.kv_heads != static_cast<uint32_t>(backend_->config().num_kv_heads) ||
+      m.head_dim != static_cast<uint32_t>(backend_->config().head_dim))
     return Status::InvalidArgument(what + " has a shape that does not match the model");
   const uint64_t tb = m.tensor_bytes();
   const size_t n = size_t{m.num_tokens()} * m.kv_heads * m.head_dim;
@@ -110,7 +144,7 @@ Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
 StatusOr<BlockId> Engine::Precompute(std::span<const int32_t> tokens, const std::string& name,
                                      bool* was_present) {
   if (store_ == nullptr) return Status::InvalidArgument("precompute needs a store");
-  const BlockId id = ComputeBlockId(runtime_->fingerprint(), tokens);
+  const BlockId id = ComputeBlockId(backend_->fingerprint(), tokens);
   ASSIGN_OR_RETURN(bool present, store_->Contains(id));
   if (was_present) *was_present = present;
   if (present) {
@@ -126,7 +160,6 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
   EngineResult r;
   EngineTiming& t = r.timing;
   const auto start = Clock::now();
-  PrefillResult pre;
   std::vector<size_t> to_store;
   std::vector<BlockKV> kvs(req.blocks.size());
   int prompt_tokens = static_cast<int>(req.final_tokens.size());
@@ -136,12 +169,12 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
   if (req.mode == AttentionMode::kFull) {
     const std::vector<int32_t> all = FlattenPrompt(req);
     const auto p0 = Clock::now();
-    ASSIGN_OR_RETURN(pre, runtime_->PrefillFull(all, req.prefill));
+    ASSIGN_OR_RETURN(r.logits, backend_->PrefillFull(all, req.prefill));
     t.prefill_ms = Ms(p0, Clock::now());
     if (req.prefill.all_logits) {
       // Like block mode, return the final block's positions only.
-      const size_t keep = req.final_tokens.size() * static_cast<size_t>(runtime_->vocab_size());
-      pre.logits.erase(pre.logits.begin(), pre.logits.end() - static_cast<std::ptrdiff_t>(keep));
+      const size_t keep = req.final_tokens.size() * static_cast<size_t>(backend_->config().vocab_size);
+      r.logits.erase(r.logits.begin(), r.logits.end() - static_cast<std::ptrdiff_t>(keep));
     }
   } else {
     for (size_t i = 0; i < req.blocks.size(); ++i) {
@@ -149,7 +182,7 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
       if (b.tokens.empty())
         return Status::InvalidArgument("block " + std::to_string(i) + " has no tokens");
       auto l0 = Clock::now();
-      const BlockId id = ComputeBlockId(runtime_->fingerprint(), b.tokens);
+      const BlockId id = ComputeBlockId(backend_->fingerprint(), b.tokens);
       r.block_ids.push_back(id);
       bool hit = false;
       if (store_ != nullptr) {
@@ -180,18 +213,17 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
     std::vector<const BlockKV*> ptrs;
     for (const auto& kv : kvs) ptrs.push_back(&kv);
     const auto p0 = Clock::now();
-    ASSIGN_OR_RETURN(pre, runtime_->Prefill(ptrs, req.final_tokens, req.prefill));
+    ASSIGN_OR_RETURN(r.logits, backend_->Prefill(ptrs, req.final_tokens, req.prefill));
     t.prefill_ms = Ms(p0, Clock::now());
   }
-  r.logits = std::move(pre.logits);
 
   // The first token is picked from these logits (microseconds): they mark the time to first token.
   t.ttft_ms = Ms(start, Clock::now());
   if (req.decode.max_new_tokens > 0) {
-    const int vocab = runtime_->vocab_size();
+    const int vocab = backend_->config().vocab_size;
     std::span<const float> last(r.logits.data() + r.logits.size() - vocab, vocab);
     const auto d0 = Clock::now();
-    ASSIGN_OR_RETURN(r.tokens, runtime_->Decode(pre.cache, last, req.decode));
+    ASSIGN_OR_RETURN(r.tokens, backend_->Decode(last, req.decode));
     t.decode_ms = Ms(d0, Clock::now());
   }
   t.generated_tokens = static_cast<int>(r.tokens.size());

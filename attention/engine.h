@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include "attention/model_backend.h"
 #include "attention/runtime.h"
 #include "db/block_store.h"
 
@@ -81,6 +84,12 @@ class Engine {
   // `runtime` and `store` must outlive the engine. `store` may be null for full-mode-only use (and
   // then block mode encodes every block).
   Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options = {});
+  // The same over any backend (the CUDA one: attention/cuda/cuda_backend.h); `backend` must outlive the
+  // engine and be used by no other engine at the same time (it holds the last prefill's cache).
+  Engine(ModelBackend* backend, BlockStore* store, const EngineOptions& options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // Answers one prompt. Errors: those of the runtime (bad tokens, sliding window), of the store
   // (I/O, Corruption naming the block: damaged data is never used), and InvalidArgument for a
@@ -96,10 +105,11 @@ class Engine {
   Status Load(const BlockId& id, BlockKV* out, uint64_t* bytes = nullptr);
 
  private:
-  StatusOr<BlockKV> Encode(std::span<const int32_t> tokens) const;
+  StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
   Status Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name);
 
-  const Runtime* runtime_;
+  std::unique_ptr<ModelBackend> owned_backend_;  // the CpuBackend of the Runtime constructor
+  ModelBackend* backend_;
   BlockStore* store_;
   EngineOptions options_;
 };

@@ -101,6 +101,22 @@ BOOST_AUTO_TEST_CASE(runtime_errors_are_one_line) {
   BOOST_TEST(o.find("enormous") != std::string::npos, o);
 }
 
+// --device cuda fails cleanly where it cannot run: no GPU (CI), a build without the CUDA backend, or (on a
+// GPU host) this tiny model's head_dim 16, which the CUDA kernels refuse. Each is one line, exit 1. The
+// success path runs in the cuda_runtime suite on a GPU.
+BOOST_AUTO_TEST_CASE(device_cuda_errors_are_one_line) {
+  TempDir dir;
+  std::string o;
+  BOOST_REQUIRE(Run("make-model --preset tiny --out " + dir.str("m"), &o) == 0);
+  std::ofstream(dir.str("p.json")) << R"({"blocks": [[1, 2], [3]]})";
+  const std::string args = " --model " + dir.str("m") + " --store " + dir.str("s") + " --prompt " + dir.str("p.json");
+  BOOST_TEST(Run("run --device cuda" + args, &o) == 1);
+  BOOST_TEST(std::count(o.begin(), o.end(), '\n') == 1, o);
+  BOOST_TEST((o.find("--device cuda") != std::string::npos || o.find("head_dim") != std::string::npos), o);
+  BOOST_TEST(Run("run --device tpu" + args, &o) == 2);  // a usage error
+  BOOST_TEST(o.find("--device") != std::string::npos, o);
+}
+
 BOOST_AUTO_TEST_CASE(demo_checks_itself) {
   std::string o;
   BOOST_REQUIRE_MESSAGE(Run("demo --json", &o) == 0, o);

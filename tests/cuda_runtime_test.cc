@@ -10,8 +10,12 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "attention/cuda/cuda_backend.h"
 #include "attention/cuda/cuda_runtime.h"
+#include "attention/engine.h"
 #include "tests/attention_test_util.h"
 
 namespace blockkv::testing {
@@ -287,6 +291,81 @@ BOOST_AUTO_TEST_CASE(errors_are_values) {
   TempDir dir;
   BOOST_REQUIRE(WriteSyntheticModel(Get(SyntheticPreset("small", "llama3")), dir.str("m")).ok());
   BOOST_TEST(CudaRuntime::Open(dir.str("m")).status().IsNotSupported());
+}
+
+// The Engine on the CUDA backend (what `blockkv run --device cuda` runs), through a store: a cold run
+// encodes the blocks on the GPU and stores them, a warm run loads them; both give bitwise equal logits and
+// tokens (the stored values are the GPU's bf16 values, exactly), and they match the CPU engine on the same
+// prompt within the end-to-end tolerance. Then the CPU engine reads the GPU-stored blocks (same model
+// fingerprint): its logits match its own fresh encodes within the same tolerance.
+BOOST_DATA_TEST_CASE(engine_on_the_cuda_backend, bdata::make(kArchs), arch) {
+  if (!HaveGpu()) return;
+  auto f = Load(GpuSpec(arch, 23));
+  auto gpu = Get(cuda::CudaBackend::Open(f->dir.str("model")));
+  BOOST_TEST((gpu->fingerprint() == f->cpu->fingerprint()));
+  const int vocab = f->cpu->vocab_size();
+  TestRng rng(29);
+  EngineRequest req;
+  for (int n : {60, 140, 33}) {
+    PromptBlock b;
+    b.tokens = rng.Tokens(n, vocab);
+    b.name = "p" + std::to_string(req.blocks.size());
+    req.blocks.push_back(b);
+  }
+  req.final_tokens = rng.Tokens(25, vocab);
+  req.prefill.all_logits = true;
+  req.decode.max_new_tokens = 6;
+
+  auto store = Get(BlockStore::Open(f->dir.str("store"), {}));
+  EngineOptions eo;
+  eo.kv_dtype = DType::kBF16;  // the GPU's values are bf16: stored losslessly
+  Engine engine(gpu.get(), store.get(), eo);
+  const EngineResult cold = Get(engine.Run(req));
+  BOOST_TEST(cold.timing.misses == 3);
+  BOOST_TEST(Get(store->GetStats()).blocks == 3u);
+  const EngineResult warm = Get(engine.Run(req));
+  BOOST_TEST(warm.timing.hits == 3);
+  BOOST_TEST((cold.logits == warm.logits));  // bitwise
+  BOOST_TEST(cold.tokens == warm.tokens);
+  BOOST_TEST(cold.tokens.size() == 6u);
+
+  Engine cpu_fresh(f->cpu.get(), nullptr);
+  const EngineResult want = Get(cpu_fresh.Run(req));
+  CheckLogits(warm.logits, want.logits, vocab);
+  Engine cpu_stored(f->cpu.get(), store.get());
+  const EngineResult from_gpu_blocks = Get(cpu_stored.Run(req));
+  BOOST_TEST(from_gpu_blocks.timing.hits == 3);
+  CheckLogits(from_gpu_blocks.logits, want.logits, vocab);
+
+  // Full mode on the GPU backend.
+  req.mode = AttentionMode::kFull;
+  const EngineResult full = Get(engine.Run(req));
+  Engine cpu_full(f->cpu.get(), nullptr);
+  CheckLogits(full.logits, Get(cpu_full.Run(req)).logits, vocab);
+}
+
+// `blockkv precompute` and `blockkv run` with --device cuda, as a user runs them.
+BOOST_AUTO_TEST_CASE(cli_run_on_the_gpu) {
+  if (!HaveGpu()) return;
+  TempDir dir;
+  BOOST_REQUIRE(WriteSyntheticModel(GpuSpec("llama3", 31), dir.str("m")).ok());
+  {
+    std::ofstream c(dir.str("corpus.jsonl"));
+    c << R"({"id": "alpha", "tokens": [5, 6, 7, 8, 9, 10, 11, 12]})" << "\n";
+    c << R"({"id": "beta", "tokens": [20, 21, 22, 23]})" << "\n";
+    std::ofstream(dir.str("prompt.json")) << R"({"blocks": [[5, 6, 7, 8, 9, 10, 11, 12], [20, 21, 22, 23], [30, 31]]})";
+  }
+  const std::string cli = testing::CliPath();
+  std::string o;
+  BOOST_REQUIRE_MESSAGE(RunCommand(cli + " precompute --device cuda --json --model " + dir.str("m") + " --store " +
+                                       dir.str("s") + " --corpus " + dir.str("corpus.jsonl"), &o) == 0, o);
+  BOOST_TEST(nlohmann::json::parse(o)["encoded"].get<int>() == 2);
+  BOOST_REQUIRE_MESSAGE(RunCommand(cli + " run --device cuda --json --max-new-tokens 4 --model " + dir.str("m") +
+                                       " --store " + dir.str("s") + " --prompt " + dir.str("prompt.json"), &o) == 0, o);
+  const auto j = nlohmann::json::parse(o);
+  BOOST_TEST(j["timing"]["hits"].get<int>() == 2);
+  BOOST_TEST(j["device"].get<std::string>().rfind("cuda", 0) == 0u);
+  BOOST_TEST(j["tokens"].size() <= 4u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,8 +3,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <cstdlib>
+#include <fstream>
 #include <sys/wait.h>
 #include <iostream>
 
@@ -91,7 +91,11 @@ int RunCommand(const std::string& command, std::string* output) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-std::string CliPath() { return BLOCKKV_CLI_PATH; }
+std::string CliPath() {
+  // BLOCKKV_CLI overrides the build tree's path (a GPU host runs carried binaries from another folder).
+  const char* env = std::getenv("BLOCKKV_CLI");
+  return env != nullptr && *env != '\0' ? env : BLOCKKV_CLI_PATH;
+}
 
 void ReportSkipped(const std::string& why) { std::cout << "BLOCKKV_SKIPPED: " << why << std::endl; }
 

@@ -49,7 +49,7 @@ void FlipMiddleByte(const std::filesystem::path& path, uint8_t mask);
 // Runs a shell command, returns its exit status, and captures stdout+stderr into *output.
 int RunCommand(const std::string& command, std::string* output);
 
-// Path of the built blockkv CLI.
+// Path of the blockkv CLI: $BLOCKKV_CLI if set, else the one built next to the tests.
 std::string CliPath();
 
 // Marks a test case as skipped for CTest (tests/CMakeLists.txt matches this word) and says why.

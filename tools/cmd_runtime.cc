@@ -14,9 +14,44 @@
 #include "tools/commands.h"
 #include "tools/npy.h"
 
+#if BLOCKKV_HAVE_CUDA
+#include "attention/cuda/cuda_backend.h"
+#endif
+
 namespace blockkv::cli {
 
 namespace {
+
+// The model runtime `device` names ("cpu" or "cuda") for the model in `model_dir`.
+struct Backend {
+  std::unique_ptr<Runtime> cpu;           // the CPU runtime, when device is cpu
+  std::unique_ptr<ModelBackend> backend;  // what the Engine runs on
+};
+
+Backend OpenBackend(const std::string& device, const std::string& model_dir) {
+  Backend b;
+  if (device == "cpu") {
+    b.cpu = Check(Runtime::Open(model_dir));
+    b.backend = std::make_unique<CpuBackend>(b.cpu.get());
+    return b;
+  }
+#if BLOCKKV_HAVE_CUDA
+  std::string why;
+  if (!cuda::CudaRuntime::DeviceAvailable(&why)) Fail("--device cuda: no usable CUDA device (" + why + ")");
+  b.backend = Check(cuda::CudaBackend::Open(model_dir));
+  return b;
+#else
+  Fail("--device cuda: this blockkv was built without the CUDA backend (nvcc not found at configure time)");
+#endif
+}
+
+void AddDeviceOption(CLI::App* sub, std::string* device) {
+  sub->add_option("--device", *device,
+                  "cpu (the reference backend) or cuda (the GPU backend: bf16 weights, activations and KV on the "
+                  "device; stored blocks are uploaded and re-encoded there)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
 
 std::string Join(const std::vector<std::string>& v, const char* sep) {
   std::string s;
@@ -32,7 +67,10 @@ nlohmann::json TimingJson(const EngineTiming& t) {
           {"generated_tokens", t.generated_tokens}};
 }
 
-DType ParseKvDType(const std::string& s) {
+// --kv-dtype; "" (the default) is f32 on the CPU (block mode then equals the masked reference exactly)
+// and bf16 on the GPU (its keys and values are bf16 already: stored losslessly in half the bytes).
+DType ParseKvDType(const std::string& s, const std::string& device) {
+  if (s.empty()) return device == "cuda" ? DType::kBF16 : DType::kF32;
   auto d = ParseDType(s);
   if (!d) Fail("--kv-dtype must be f32, bf16 or f16, got '" + s + "'");
   return *d;
@@ -72,7 +110,7 @@ void RegisterMakeModel(CLI::App& app) {
 
 void RegisterPrecompute(CLI::App& app) {
   struct Opts {
-    std::string model, store, corpus, kv_dtype = "f32";
+    std::string model, store, corpus, kv_dtype, device = "cpu";
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -83,15 +121,16 @@ void RegisterPrecompute(CLI::App& app) {
   sub->add_option("--model", o->model, "HF model directory")->required();
   sub->add_option("--store", o->store, "Store directory (created if missing)")->required();
   sub->add_option("--corpus", o->corpus, "Passages, JSON Lines")->required();
-  sub->add_option("--kv-dtype", o->kv_dtype, "Stored KV dtype: f32, bf16, f16")->capture_default_str();
+  sub->add_option("--kv-dtype", o->kv_dtype, "Stored KV dtype: f32, bf16, f16 (default: f32 on cpu, bf16 on cuda)");
+  AddDeviceOption(sub, &o->device);
   sub->add_flag("--json", o->json, "Print a JSON summary");
   sub->callback([o] {
     auto passages = Check(ReadCorpusFile(o->corpus));
-    auto runtime = Check(Runtime::Open(o->model));
+    Backend backend = OpenBackend(o->device, o->model);
     auto store = OpenForWrite(o->store, /*create=*/true);
     EngineOptions eo;
-    eo.kv_dtype = ParseKvDType(o->kv_dtype);
-    Engine engine(runtime.get(), store.get(), eo);
+    eo.kv_dtype = ParseKvDType(o->kv_dtype, o->device);
+    Engine engine(backend.backend.get(), store.get(), eo);
     size_t encoded = 0, present = 0;
     const auto t0 = std::chrono::steady_clock::now();
     const bool progress = isatty(2) && !o->json;
@@ -118,7 +157,7 @@ void RegisterPrecompute(CLI::App& app) {
 }
 
 struct RunOpts {
-  std::string model, store, prompt, mode = "block", logits_out, kv_dtype = "f32";
+  std::string model, store, prompt, mode = "block", logits_out, kv_dtype, device = "cpu";
   int max_new_tokens = 16;
   bool all_logits = false, json = false, no_store = false;
   float temperature = 0, top_p = 1;
@@ -146,12 +185,15 @@ void RegisterRun(CLI::App& app) {
   sub->add_option("--stop", o->stop, "Stop token ids (default: the model's eos_token_id)");
   sub->add_option("--logits-out", o->logits_out, "Write float32 .npy logits: (vocab,) for the last position");
   sub->add_flag("--all-logits", o->all_logits, "With --logits-out: (final_tokens, vocab), every final-block position");
-  sub->add_option("--kv-dtype", o->kv_dtype, "Dtype of blocks stored on a miss: f32, bf16, f16")->capture_default_str();
+  sub->add_option("--kv-dtype", o->kv_dtype,
+                  "Dtype of blocks stored on a miss: f32, bf16, f16 (default: f32 on cpu, bf16 on cuda)");
   sub->add_flag("--no-store", o->no_store, "Do not store blocks that were missing");
+  AddDeviceOption(sub, &o->device);
   sub->add_flag("--json", o->json, "Print JSON");
   sub->callback([o] {
     PromptFile pf = Check(ReadPromptFile(o->prompt));
-    auto runtime = Check(Runtime::Open(o->model));
+    Backend backend = OpenBackend(o->device, o->model);
+    const ModelConfig& config = backend.backend->config();
     std::unique_ptr<BlockStore> store;
     const bool block = o->mode == "block";
     if (block) {
@@ -159,9 +201,9 @@ void RegisterRun(CLI::App& app) {
       store = OpenForWrite(o->store, /*create=*/true);
     }
     EngineOptions eo;
-    eo.kv_dtype = ParseKvDType(o->kv_dtype);
+    eo.kv_dtype = ParseKvDType(o->kv_dtype, o->device);
     eo.store_misses = !o->no_store;
-    Engine engine(runtime.get(), store.get(), eo);
+    Engine engine(backend.backend.get(), store.get(), eo);
     EngineRequest req;
     req.blocks = pf.blocks;
     req.final_tokens = pf.final_tokens;
@@ -169,10 +211,10 @@ void RegisterRun(CLI::App& app) {
     req.prefill.all_logits = o->all_logits;
     req.decode.max_new_tokens = o->max_new_tokens;
     req.decode.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
-    req.decode.stop_token_ids = o->stop.empty() ? runtime->config().eos_token_ids : o->stop;
+    req.decode.stop_token_ids = o->stop.empty() ? config.eos_token_ids : o->stop;
     EngineResult r = Check(engine.Run(req));
     if (!o->logits_out.empty()) {
-      const int64_t vocab = runtime->vocab_size();
+      const int64_t vocab = config.vocab_size;
       std::vector<int64_t> shape = o->all_logits ? std::vector<int64_t>{int64_t(r.logits.size()) / vocab, vocab}
                                                  : std::vector<int64_t>{vocab};
       Check(WriteNpy(o->logits_out, r.logits, shape));
@@ -180,13 +222,15 @@ void RegisterRun(CLI::App& app) {
     if (o->json) {
       nlohmann::json ids = nlohmann::json::array();
       for (size_t i = 0; i < r.block_ids.size(); ++i) ids.push_back({{"id", r.block_ids[i].ToHex()}, {"hit", bool(r.block_hit[i])}});
-      PrintJson({{"mode", o->mode}, {"tokens", r.tokens}, {"blocks", ids}, {"timing", TimingJson(r.timing)}});
+      PrintJson({{"mode", o->mode}, {"device", backend.backend->name()}, {"tokens", r.tokens}, {"blocks", ids},
+                 {"timing", TimingJson(r.timing)}});
       return;
     }
     const auto& t = r.timing;
     std::printf("generated:");
     for (int32_t tok : r.tokens) std::printf(" %d", tok);
-    std::printf("\n%s mode, %d prompt tokens, %d hits / %d misses\n", o->mode.c_str(), t.prompt_tokens, t.hits, t.misses);
+    std::printf("\n%s mode on %s, %d prompt tokens, %d hits / %d misses\n", o->mode.c_str(),
+                backend.backend->name().c_str(), t.prompt_tokens, t.hits, t.misses);
     std::printf("lookup %.2f ms, load %.2f ms, encode %.2f ms, prefill %.2f ms -> first token %.2f ms; decode %.2f ms",
                 t.lookup_ms, t.load_ms, t.encode_ms, t.prefill_ms, t.ttft_ms, t.decode_ms);
     if (t.store_ms > 0) std::printf("; stored misses %.2f ms", t.store_ms);

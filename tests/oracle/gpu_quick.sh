@@ -22,8 +22,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   return $rc
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
-step tests 200 blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
-step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
+step tests 200 env BLOCKKV_CLI="$(command -v blockkv)" blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
+step memcheck 240 env BLOCKKV_CLI="$(command -v blockkv)" compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
   --run_test=cuda_ops,cuda_runtime --report_level=short
 step bench 200 blockkv bench --json "$OUT/bench.json" "$@"
 step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2

@@ -27,8 +27,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 STEPS=${STEPS:-tests memcheck oracle bench ablation profile}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
-has tests && step tests 300 blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
-has memcheck && step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
+has tests && step tests 300 env BLOCKKV_CLI="$(command -v blockkv)" blockkv_tests --run_test=cuda_ops,cuda_runtime --log_level=test_suite --report_level=short
+has memcheck && step memcheck 300 env BLOCKKV_CLI="$(command -v blockkv)" compute-sanitizer --tool memcheck --error-exitcode 9 blockkv_tests \
   --run_test=cuda_ops,cuda_runtime --report_level=short
 if has oracle; then
   ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR

@@ -1,0 +1,44 @@
+// The CUDA runtime as an Engine backend (attention/model_backend.h): `blockkv run --device cuda`.
+//
+// Stored blocks arrive as host BlockKV (fp32, from the store); Prefill uploads each block's layers,
+// rounding them to the runtime's precision, rotates their keys to the block's offset on the device and
+// prefills the final block there. The cache of the last prefill stays on the device for Decode; it is
+// allocated with room for kDecodeReserve more tokens (it grows, moving once, if decoding goes past that).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "attention/cuda/cuda_runtime.h"
+#include "attention/model_backend.h"
+
+namespace blockkv::cuda {
+
+class CudaBackend final : public ModelBackend {
+ public:
+  // Loads `model_dir` (Model::Load: config, fingerprint, weights) and uploads it. Errors: Model::Load's,
+  // NotSupported for shapes the CUDA runtime refuses (head_dim other than 64 or 128), Internal errors
+  // from CUDA when there is no usable device (check CudaRuntime::DeviceAvailable first).
+  static StatusOr<std::unique_ptr<CudaBackend>> Open(const std::string& model_dir,
+                                                     const CudaRuntimeOptions& options = {});
+
+  const ModelConfig& config() const override { return rt_->config(); }
+  const ModelFingerprint& fingerprint() const override { return fingerprint_; }
+  std::string name() const override { return "cuda (" + rt_->device_name() + ")"; }
+  StatusOr<BlockKV> EncodeBlock(std::span<const int32_t> tokens) override;
+  StatusOr<std::vector<float>> Prefill(std::span<const BlockKV* const> blocks, std::span<const int32_t> final_tokens,
+                                       const PrefillOptions& options) override;
+  StatusOr<std::vector<float>> PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options) override;
+  StatusOr<std::vector<int32_t>> Decode(std::span<const float> last_logits, const DecodeOptions& options) override;
+
+  CudaRuntime& runtime() { return *rt_; }
+  static constexpr int64_t kDecodeReserve = 256;
+
+ private:
+  CudaBackend() = default;
+  std::unique_ptr<CudaRuntime> rt_;
+  ModelFingerprint fingerprint_;
+  std::unique_ptr<DeviceKVCache> cache_;
+};
+
+}  // namespace blockkv::cuda
