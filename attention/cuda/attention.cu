@@ -36,6 +36,58 @@ __device__ __forceinline__ float FastExp2(float x) {
   return y;
 }
 
+// Shared by both kernels.
+//
+// Q tile of `tile_rows` rows into shared memory (row stride `ld` elements): row r is query token
+// (m0 + r) / group, head kvh * group + (m0 + r) % group; rows at or past `rows` are zeros.
+template <typename T, int D>
+__device__ __forceinline__ void LoadQTile(T* s_q, int ld, int tile_rows, const AttnParams& p, const AttnSeq& seq,
+                                          int kvh, int group, int m0, int rows, int tid, int threads) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  const T* __restrict__ q = static_cast<const T*>(p.q);
+  for (int c = tid; c < tile_rows * kChunks; c += threads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    T* dst = s_q + r * ld + col;
+    const int row = m0 + r;
+    if (row < rows) {
+      const int t = row / group, h = kvh * group + row % group;
+      dev::CpAsync16(dst, q + (static_cast<int64_t>(seq.q_begin + t) * p.heads + h) * D + col);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// Writes one row's result from a thread's accumulators: `o` holds, for each 8-column block db, the
+// mma/wgmma accumulator quad o[db * 4 + 0..3] (columns 2 * (lane % 4) + {0, 1} of rows lane / 4 and
+// lane / 4 + 8; `half` picks the row). Unsplit: the normalized row in T into p.out; split: the normalized
+// partial in fp32 and (once per row) its log2-domain log-sum-exp.
+template <typename T, int D>
+__device__ __forceinline__ void StoreRow(const AttnParams& p, const AttnSeq& seq, int kvh, int group, int row,
+                                         int split, int num_splits, int lane, const float* o, int half, float m,
+                                         float l, float* o_partial, float* lse_partial) {
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const int t = row / group, h = kvh * group + row % group;
+  const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
+  if (num_splits == 1) {
+    T* out = static_cast<T*>(p.out) + qrow * D;
+#pragma unroll
+    for (int db = 0; db < D / 8; ++db) {
+      *reinterpret_cast<uint32_t*>(out + db * 8 + 2 * (lane % 4)) =
+          dev::Pack2<T>(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
+    }
+  } else {
+    const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
+    float* out = o_partial + prow * D;
+#pragma unroll
+    for (int db = 0; db < D / 8; ++db) {
+      *reinterpret_cast<float2*>(out + db * 8 + 2 * (lane % 4)) =
+          make_float2(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
+    }
+    if (lane % 4 == 0) lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
+  }
+}
+
 // One CTA: kWarps * kMT * 16 query rows (token, head-in-group) of one KV head, over the keys of one split.
 // Each warp owns kMT * 16 rows; S = Q K^T and O += P V run on m16n8k16 tensor-core products with fp32
 // accumulators; the softmax runs online in the log2 domain. Warps whose rows are all past the end skip
@@ -67,7 +119,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   const int kv_lo = split * split_keys;
   const int kv_hi = min(tile_kv_end, kv_lo + split_keys);
 
-  const T* __restrict__ q = static_cast<const T*>(p.q);
   const T* __restrict__ kg = static_cast<const T*>(p.k);
   const T* __restrict__ vg = static_cast<const T*>(p.v);
   const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;  // elements per token in k/v
@@ -95,32 +146,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
       for (int half = 0; half < 2; ++half) {
         const int row = row_of(mt, half);
         if (row >= rows) continue;
-        const float l = half == 0 ? l_a[mt] : l_b[mt];
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        const int t = row / group, h = kvh * group + row % group;
-        const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
-        if (num_splits == 1) {
-          T* out = static_cast<T*>(p.out) + qrow * D;
-#pragma unroll
-          for (int db = 0; db < D / 8; ++db) {
-            const int d = db * 8 + 2 * (lane % 4);
-            *reinterpret_cast<uint32_t*>(out + d) =
-                dev::Pack2<T>(o[mt][db][2 * half] * inv, o[mt][db][2 * half + 1] * inv);
-          }
-        } else {
-          const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
-          float* out = o_partial + prow * D;
-#pragma unroll
-          for (int db = 0; db < D / 8; ++db) {
-            const int d = db * 8 + 2 * (lane % 4);
-            *reinterpret_cast<float2*>(out + d) =
-                make_float2(o[mt][db][2 * half] * inv, o[mt][db][2 * half + 1] * inv);
-          }
-          if (lane % 4 == 0) {
-            const float m = half == 0 ? m_a[mt] : m_b[mt];
-            lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
-          }
-        }
+        StoreRow<T, D>(p, seq, kvh, group, row, split, num_splits, lane, &o[mt][0][0], half,
+                       half == 0 ? m_a[mt] : m_b[mt], half == 0 ? l_a[mt] : l_b[mt], o_partial, lse_partial);
       }
     }
   };
@@ -130,18 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     return;
   }
 
-  // Q tile: row r is (token m0 + r) / group, head kvh * group + (m0 + r) % group; rows past the end are 0.
-  for (int c = tid; c < kBlockM * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    T* dst = s_q + r * kLds + col;
-    const int row = m0 + r;
-    if (row < rows) {
-      const int t = row / group, h = kvh * group + row % group;
-      dev::CpAsync16(dst, q + (static_cast<int64_t>(seq.q_begin + t) * p.heads + h) * D + col);
-    } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
-    }
-  }
+  LoadQTile<T, D>(s_q, kLds, kBlockM, p, seq, kvh, group, m0, rows, tid, kThreads);
   // K and V tile of keys [k0, k0 + kBlockN) into buffer `buf`; keys at or past kv_hi are 0 (a masked
   // probability of 0 times an unwritten NaN would still be NaN).
   auto load_kv = [&](int k0, int buf) {
@@ -364,7 +380,6 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
   const int kv_lo = split * split_keys;
   const int kv_hi = min(tile_kv_end, kv_lo + split_keys);
 
-  const T* __restrict__ q = static_cast<const T*>(p.q);
   const T* __restrict__ kg = static_cast<const T*>(p.k);
   const T* __restrict__ vg = static_cast<const T*>(p.v);
   const int64_t kv_stride = static_cast<int64_t>(p.kv_heads) * D;
@@ -382,30 +397,8 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
     for (int half = 0; half < 2; ++half) {
       const int row = half == 0 ? row_a : row_b;
       if (row >= rows) continue;
-      const float l = half == 0 ? l_a : l_b;
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      const int t = row / group, h = kvh * group + row % group;
-      const int64_t qrow = static_cast<int64_t>(seq.q_begin + t) * p.heads + h;
-      if (num_splits == 1) {
-        T* out = static_cast<T*>(p.out) + qrow * D;
-#pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          *reinterpret_cast<uint32_t*>(out + db * 8 + 2 * (lane % 4)) =
-              dev::Pack2<T>(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
-        }
-      } else {
-        const int64_t prow = static_cast<int64_t>(split) * p.q_tokens * p.heads + qrow;
-        float* out = o_partial + prow * D;
-#pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          *reinterpret_cast<float2*>(out + db * 8 + 2 * (lane % 4)) =
-              make_float2(o[db * 4 + 2 * half] * inv, o[db * 4 + 2 * half + 1] * inv);
-        }
-        if (lane % 4 == 0) {
-          const float m = half == 0 ? m_a : m_b;
-          lse_partial[prow] = l > 0.0f ? m + __log2f(l) : -INFINITY;
-        }
-      }
+      StoreRow<T, D>(p, seq, kvh, group, row, split, num_splits, lane, o, half, half == 0 ? m_a : m_b,
+                     half == 0 ? l_a : l_b, o_partial, lse_partial);
     }
   };
 
@@ -414,17 +407,7 @@ __global__ void __launch_bounds__(128 * kWgGroups, 1)
     return;
   }
 
-  for (int c = tid; c < kWgRows * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    T* dst = s_q + r * kLdq + col;
-    const int row = m0 + r;
-    if (row < rows) {
-      const int t = row / group, h = kvh * group + row % group;
-      dev::CpAsync16(dst, q + (static_cast<int64_t>(seq.q_begin + t) * p.heads + h) * D + col);
-    } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
-    }
-  }
+  LoadQTile<T, D>(s_q, kLdq, kWgRows, p, seq, kvh, group, m0, rows, tid, kThreads);
   const int num_tiles = (kv_hi - kv_lo + kWgKeys - 1) / kWgKeys;
   // Each thread copies one fixed 16-byte column chunk of rows r0, r0 + kRowStep, ... of every K and V
   // tile. kRowStep is a multiple of 8, so the chunk's swizzled position is the same in each of its rows and
