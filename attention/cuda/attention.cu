@@ -325,14 +325,16 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 // ---- Hopper variant: the same computation on warpgroup MMAs (wgmma) ----
 //
 // One CTA = two warpgroups = 128 rows of one KV head (64 a warpgroup) over the keys of one split, one CTA
-// per multiprocessor. Keys stream in tiles of 64 through a 5-stage cp.async ring in the 128B-swizzled
+// per multiprocessor. Keys stream in tiles of 64 through a 5-slot cp.async ring in the 128B-swizzled
 // layout wgmma reads directly (wgmma.cuh), three tiles ahead of the one being computed; both warpgroups
-// use every tile. Q is loaded once into registers as wgmma A fragments (ldmatrix from a padded tile).
+// use every tile. The ring runs on per-slot mbarriers (full: every thread's copies landed; empty: every
+// thread is done), not on CTA barriers, so the warpgroups drift apart and one's softmax overlaps the
+// other's products. Q is loaded into registers as wgmma A fragments (ldmatrix from a padded tile).
 // S = Q K^T is m64n64k16 with K K-major; O += P V is m64n{D}k16 with P from registers (converted from the
-// S accumulators in place, the FlashAttention-2 trick) and V MN-major. Each thread owns the same rows and
-// columns as in the mma.sync kernel (rows lane / 4 and lane / 4 + 8 of its warp's 16), so the masking,
-// online softmax and output code are the same. While one warpgroup runs its softmax the other's MMAs
-// keep the tensor cores busy.
+// S accumulators in place, the FlashAttention-2 trick) and V MN-major; S of the next tile is issued before
+// P V of this one (FlashAttention-3's intra-warpgroup overlap). Each thread owns the same rows and columns
+// as in the mma.sync kernel (rows lane / 4 and lane / 4 + 8 of its warp's 16), so the masking, online
+// softmax and output code match. docs/cuda.md has the measurements behind each of these choices.
 constexpr int kWgGroups = 2;                 // warpgroups per CTA
 constexpr int kWgRows = 64 * kWgGroups;      // rows per CTA
 constexpr int kWgKeys = 64;                  // keys per tile
