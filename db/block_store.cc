@@ -340,7 +340,7 @@ Status BlockStoreImpl::LoadState() {
     e.named = !m.name.empty();
     auto a = access.find(m.id);
     e.last_access = a != access.end() ? a->second : m.created_micros;
-    index_[m.id] = e;
+    IndexSet(m.id, e);
     return true;
   });
   RETURN_IF_ERROR(st);
@@ -468,9 +468,11 @@ StatusOr<BlockId> BlockStoreImpl::Put(const BlockToPut& b) {
       RETURN_IF_ERROR(FromRocks(db_->Write(WriteOpts(), &batch), "put " + IdText(m.id)));
       std::lock_guard<std::mutex> l(index_mu_);
       counters_ = c;
-      auto& e = index_[m.id];
-      e.named = !old.name.empty();
-      e.pinned = old.pinned;
+      auto it = index_.find(m.id);
+      if (it != index_.end()) {
+        it->second.named = !old.name.empty();
+        it->second.pinned = old.pinned;
+      }
     }
     Touch(m.id);
     return m.id;
@@ -513,7 +515,7 @@ StatusOr<BlockId> BlockStoreImpl::Put(const BlockToPut& b) {
     std::lock_guard<std::mutex> l(index_mu_);
     counters_ = c;
     for (const BlockId& vid : victims) {
-      index_.erase(vid);
+      IndexErase(vid);
       dirty_access_.erase(vid);
     }
     IndexEntry e;
@@ -524,7 +526,7 @@ StatusOr<BlockId> BlockStoreImpl::Put(const BlockToPut& b) {
     e.pinned = m.pinned;
     e.named = !m.name.empty();
     e.last_access = m.created_micros;
-    index_[m.id] = e;
+    IndexSet(m.id, e);
   }
   evictions_ += victims.size();
   if (!victims.empty()) MaybeScheduleCompaction(freed);
@@ -585,7 +587,7 @@ Status BlockStoreImpl::Delete(const BlockId& id) {
   RETURN_IF_ERROR(FromRocks(db_->Write(WriteOpts(), &batch), "delete " + IdText(id)));
   std::lock_guard<std::mutex> l(index_mu_);
   counters_ = c;
-  index_.erase(id);
+  IndexErase(id);
   dirty_access_.erase(id);
   return Status::OK();
 }
@@ -604,7 +606,7 @@ Status BlockStoreImpl::SetPinned(const BlockId& id, bool pinned) {
   RETURN_IF_ERROR(FromRocks(db_->Write(WriteOpts(), &batch), IdText(id)));
   std::lock_guard<std::mutex> l(index_mu_);
   counters_ = c;
-  index_[id].pinned = pinned;
+  if (auto it = index_.find(id); it != index_.end()) it->second.pinned = pinned;
   return Status::OK();
 }
 
@@ -625,7 +627,7 @@ Status BlockStoreImpl::SetName(const BlockId& id, const std::string& name) {
   RETURN_IF_ERROR(FromRocks(db_->Write(WriteOpts(), &batch), IdText(id)));
   std::lock_guard<std::mutex> l(index_mu_);
   counters_ = c;
-  index_[id].named = true;
+  if (auto it = index_.find(id); it != index_.end()) it->second.named = true;
   return Status::OK();
 }
 
@@ -636,23 +638,33 @@ Status BlockStoreImpl::Unpin(const BlockId& id) { return SetPinned(id, false); }
 
 bool BlockStoreImpl::PlanEviction(uint64_t need, const BlockId* keep,
                                   std::vector<BlockId>* victims, uint64_t* freed) {
-  std::vector<std::pair<uint64_t, BlockId>> candidates;
-  {
-    std::lock_guard<std::mutex> l(index_mu_);
-    candidates.reserve(index_.size());
-    for (const auto& [id, e] : index_)
-      if (!e.pinned && (keep == nullptr || id != *keep)) candidates.emplace_back(e.last_access, id);
-  }
-  std::sort(candidates.begin(), candidates.end());
   *freed = 0;
   victims->clear();
   std::lock_guard<std::mutex> l(index_mu_);
-  for (const auto& [t, id] : candidates) {
+  for (const auto& [t, id] : recency_) {
     if (*freed >= need) break;
+    const IndexEntry& e = index_.at(id);
+    if (e.pinned || (keep != nullptr && id == *keep)) continue;
     victims->push_back(id);
-    *freed += index_[id].stored_bytes;
+    *freed += e.stored_bytes;
   }
   return *freed >= need;
+}
+
+void BlockStoreImpl::IndexSet(const BlockId& id, const IndexEntry& e) {
+  auto [it, inserted] = index_.try_emplace(id, e);
+  if (!inserted) {
+    recency_.erase({it->second.last_access, id});
+    it->second = e;
+  }
+  recency_.emplace(e.last_access, id);
+}
+
+void BlockStoreImpl::IndexErase(const BlockId& id) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  recency_.erase({it->second.last_access, id});
+  index_.erase(it);
 }
 
 StatusOr<EvictResult> BlockStoreImpl::EvictLocked(uint64_t target) {
@@ -679,7 +691,7 @@ StatusOr<EvictResult> BlockStoreImpl::EvictLocked(uint64_t target) {
     std::lock_guard<std::mutex> l(index_mu_);
     counters_ = c;
     for (const BlockId& id : done) {
-      index_.erase(id);
+      IndexErase(id);
       dirty_access_.erase(id);
     }
     r.blocks_evicted += done.size();
@@ -717,7 +729,9 @@ void BlockStoreImpl::Touch(const BlockId& id) {
   std::lock_guard<std::mutex> l(index_mu_);
   auto it = index_.find(id);
   if (it == index_.end()) return;
+  recency_.erase({it->second.last_access, id});
   it->second.last_access = t;
+  recency_.emplace(t, id);
   dirty_access_.insert(id);
 }
 

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <utility>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -95,7 +97,7 @@ class BlockStoreImpl final : public BlockStore {
   // Adds the deletion of block `m` to `batch` and to `*c` (the counters as they will be after the batch).
   void AddDelete(const BlockMeta& m, rocksdb::WriteBatch* batch, Counters* c);
   // Picks least-recently-used unpinned blocks (never `keep`) whose stored bytes add up to at least
-  // `need`. Returns false if impossible. Requires write_mu_.
+  // `need`, oldest first. Returns false if impossible. Requires write_mu_.
   bool PlanEviction(uint64_t need, const BlockId* keep, std::vector<BlockId>* victims,
                     uint64_t* freed);
   StatusOr<EvictResult> EvictLocked(uint64_t target);
@@ -105,6 +107,9 @@ class BlockStoreImpl final : public BlockStore {
   Status AddNameMove(const std::string& name, const BlockId& id, rocksdb::WriteBatch* batch,
                      Counters* c, const std::vector<BlockId>& deleted = {});
   StatusOr<Counters> ReadCounters();
+  // index_ and recency_ change together through these (index_mu_ held, or the open still single-threaded).
+  void IndexSet(const BlockId& id, const IndexEntry& e);
+  void IndexErase(const BlockId& id);
   void Touch(const BlockId& id);
   void FillLastAccess(BlockMeta* m);
   void MaybeScheduleCompaction(uint64_t freed);
@@ -124,6 +129,9 @@ class BlockStoreImpl final : public BlockStore {
   std::mutex write_mu_;  // serializes every write (the counters and index follow the write order)
   std::mutex index_mu_;  // guards index_, counters_, dirty_access_ (taken inside write_mu_)
   std::unordered_map<BlockId, IndexEntry, Hash128Hasher> index_;
+  // (last_access, id) of every index_ entry, least recently used first: eviction walks it from the front
+  // (O(evicted + pinned skipped) per event), a read moves one entry (O(log n)).
+  std::set<std::pair<uint64_t, BlockId>> recency_;
   std::unordered_set<BlockId, Hash128Hasher> dirty_access_;
   Counters counters_;
   uint64_t budget_ = 0;

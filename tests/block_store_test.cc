@@ -234,6 +234,52 @@ BOOST_AUTO_TEST_CASE(eviction_keeps_budget_and_spares_pinned_blocks) {
   BOOST_TEST(report->ok());
 }
 
+BOOST_AUTO_TEST_CASE(eviction_follows_recency_exactly) {
+  // Ten equal blocks fill the budget; reads reorder them; every put past it evicts exactly the least
+  // recently used unpinned block, also after a reopen (recency is persisted on close).
+  TempDir dir;
+  std::vector<TestBlock> blocks;
+  for (int i = 0; i < 16; ++i) blocks.push_back(MakeTestBlock(TestModel(1), 1, 48, 1, 64, DType::kBF16, 100 + i));
+  std::vector<BlockId> ids;
+  auto read = [&](BlockStore& store, int i) {
+    std::vector<uint8_t> k(blocks[i].k[0].size()), v(k.size());
+    BOOST_REQUIRE(store.GetLayer(ids[i], 0, k.data(), v.data(), k.size()).ok());
+  };
+  auto present = [&](BlockStore& store) {
+    std::vector<int> in;
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (*store.Contains(ids[i])) in.push_back(static_cast<int>(i));
+    return in;
+  };
+  {
+    auto store = OpenStore(dir.str("s"));
+    uint64_t largest = 0;
+    for (int i = 0; i < 10; ++i) {
+      ids.push_back(*store->Put(blocks[i].put));
+      largest = std::max(largest, store->GetMeta(ids.back())->stored_bytes);
+    }
+    const uint64_t total = store->GetStats()->stored_bytes;
+    BOOST_REQUIRE(store->SetBudget(total + largest / 2).ok());  // all ten fit, an eleventh does not
+    BOOST_REQUIRE(store->GetStats()->blocks == 10u);
+    read(*store, 0);
+    read(*store, 3);
+    read(*store, 5);  // oldest first now: 1 2 4 6 7 8 9 0 3 5
+    for (int i = 10; i < 13; ++i) ids.push_back(*store->Put(blocks[i].put));  // evict 1, 2, 4
+    BOOST_TEST((present(*store) == std::vector<int>{0, 3, 5, 6, 7, 8, 9, 10, 11, 12}));
+    BOOST_REQUIRE(store->Pin(ids[6]).ok());
+    ids.push_back(*store->Put(blocks[13].put));  // 6 is pinned: evicts 7
+    BOOST_TEST((present(*store) == std::vector<int>{0, 3, 5, 6, 8, 9, 10, 11, 12, 13}));
+    read(*store, 8);  // oldest unpinned now: 9
+  }
+  auto store = OpenStore(dir.str("s"));
+  ids.push_back(*store->Put(blocks[14].put));  // evicts 9, as recorded before the close
+  BOOST_TEST((present(*store) == std::vector<int>{0, 3, 5, 6, 8, 10, 11, 12, 13, 14}));
+  auto ev = store->EvictTo(store->GetStats()->stored_bytes - 1);  // the least recent unpinned: 0
+  BOOST_REQUIRE(ev.ok());
+  BOOST_TEST(ev->blocks_evicted == 1u);
+  BOOST_TEST((present(*store) == std::vector<int>{3, 5, 6, 8, 10, 11, 12, 13, 14}));
+}
+
 BOOST_AUTO_TEST_CASE(budget_and_recency_survive_reopen) {
   TempDir dir;
   std::vector<TestBlock> blocks;
