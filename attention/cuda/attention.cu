@@ -340,6 +340,7 @@ constexpr int kWgRows = 64 * kWgGroups;      // rows per CTA
 constexpr int kWgKeys = 64;                  // keys per tile
 constexpr int kWgStages = 5;                 // tiles in shared memory
 constexpr int kWgAhead = kWgStages - 2;      // tiles loaded ahead of the one whose P V runs
+static_assert(kWgAhead >= 2 && kWgAhead < kWgStages, "a step waits for tile it + 1 and refills tile it - 2's slot");
 static_assert(kWgKeys == kBlockN, "both kernels round split sizes to kBlockN");
 
 template <int D>
