@@ -4,6 +4,8 @@
 # benchmark with HF's side, the benchmark again on the mma.sync attention kernel (ablation), and a per-op
 # profile pass (BLOCKKV_CUDA_PROFILE=1). Logs and JSON go to OUTDIR; a summary is printed last.
 #
+# STEPS may also name attnbench (the kernel-only timings of blockkv_attn_bench).
+#
 # Usage (on the GPU host, from the repository root, after `source PACK/env.sh` puts blockkv and
 # blockkv_tests on PATH):  tests/oracle/gpu_run.sh OUTDIR [BENCH_ARGS...]
 set -uo pipefail
@@ -32,13 +34,15 @@ has memcheck && step memcheck 300 env BLOCKKV_CLI="$(command -v blockkv)" comput
   --run_test=cuda_ops,cuda_runtime --report_level=short
 if has oracle; then
   ORACLE_DIR=$(mktemp -d)  # models and logits stay out of OUTDIR
-  step oracle 300 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
-  cp "$ORACLE_DIR/gpu_oracle.json" "$OUT/" 2>/dev/null
+  step oracle 420 "$HERE/gpu_oracle.sh" "$(command -v blockkv)" "$ORACLE_DIR"
+  cp "$ORACLE_DIR/gpu_oracle.json" "$ORACLE_DIR/trained/train.json" "$OUT/" 2>/dev/null
 fi
 has bench && step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
 # The same benchmark with the pre-Hopper attention kernel everywhere (BLOCKKV_ATTN_KERNEL=mma), no HF side:
 # what the wgmma kernel is worth.
 has ablation && step ablation 200 env BLOCKKV_ATTN_KERNEL=mma blockkv bench --json "$OUT/bench_mma.json" "$@"
+# The attention kernels alone, per layer call (docs/cuda.md, "Attention"), when blockkv_attn_bench is on PATH.
+has attnbench && step attnbench 120 blockkv_attn_bench --json "$OUT/attn_bench.json"
 # Per-op CUDA-event totals of each eager forward pass (diagnostics; timings inflated by the events).
 has profile && step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2
 echo "== gpu"; cat "$OUT/gpu.txt"
@@ -47,5 +51,6 @@ has memcheck && { echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$O
 has oracle && { echo "== oracle"; tail -10 "$OUT/oracle.log"; }
 has bench && { echo "== bench"; tail -12 "$OUT/bench.log"; }
 has ablation && { echo "== ablation (mma.sync attention)"; tail -8 "$OUT/ablation.log"; }
+has attnbench && { echo "== attnbench"; cat "$OUT/attnbench.log"; }
 has profile && { echo "== profile"; grep -E "cuda_profile" "$OUT/profile.log" | sort | uniq -c | sort -rn | head -12; }
 echo "== steps"; printf '%s\n' "${summary[@]}"
