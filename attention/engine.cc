@@ -1,6 +1,7 @@
 #include "attention/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 
@@ -11,6 +12,88 @@ using Clock = std::chrono::steady_clock;
 double Ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
+// A prompt's blocks as a BlockLayerSource: hits read from the store (one GetLayers call per layer, parallel
+// on the store's pool; converted when stored in another dtype), misses converted from their fresh encodes.
+class LayerSource final : public BlockLayerSource {
+ public:
+  LayerSource(BlockStore* store, const ModelConfig& config, const std::vector<PromptBlock>& blocks,
+              const std::vector<BlockId>& ids, const std::vector<bool>& hit, const std::vector<BlockMeta>& metas,
+              const std::vector<BlockKV>& kvs)
+      : store_(store), row_(static_cast<size_t>(config.num_kv_heads) * config.head_dim), ids_(ids), hit_(hit),
+        metas_(metas), kvs_(kvs) {
+    for (const auto& b : blocks) {
+      sizes_.push_back(b.tokens.size());
+      tokens_ += static_cast<int64_t>(b.tokens.size());
+    }
+  }
+
+  int64_t tokens() const override { return tokens_; }
+  // Raw bytes of the hits' keys and values read so far.
+  uint64_t bytes() const { return bytes_.load(); }
+
+  Status ReadLayer(uint32_t layer, DType dtype, void* k_out, void* v_out) override {
+    const size_t es = DTypeSize(dtype);
+    std::vector<LayerRequest> reqs;
+    std::vector<size_t> converted;                // blocks read into tmp (stored in another dtype)
+    std::vector<std::vector<uint8_t>> tmp;        // 2 per converted block
+    size_t row_offset = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < sizes_.size(); ++i) {
+      const size_t n = sizes_[i] * row_;
+      char* k = static_cast<char*>(k_out) + row_offset * row_ * es;
+      char* v = static_cast<char*>(v_out) + row_offset * row_ * es;
+      row_offset += sizes_[i];
+      if (!hit_[i]) {
+        FromFloat(dtype, kvs_[i].k[layer].data(), k, n);
+        FromFloat(dtype, kvs_[i].v[layer].data(), v, n);
+        continue;
+      }
+      const BlockMeta& m = metas_[i];
+      const uint64_t tb = m.tensor_bytes();
+      bytes += 2 * tb;
+      if (m.dtype == dtype) {
+        reqs.push_back({ids_[i], layer, k, v, tb});
+      } else {
+        converted.push_back(i);
+        tmp.emplace_back(tb);
+        tmp.emplace_back(tb);
+        reqs.push_back({ids_[i], layer, tmp[tmp.size() - 2].data(), tmp.back().data(), tb});
+      }
+    }
+    RETURN_IF_ERROR(store_->GetLayers(reqs));
+    if (!converted.empty()) {
+      std::vector<float> f;
+      size_t c = 0;
+      row_offset = 0;
+      for (size_t i = 0; i < sizes_.size(); ++i) {
+        const size_t n = sizes_[i] * row_;
+        if (c < converted.size() && converted[c] == i) {
+          f.resize(n);
+          for (int kind = 0; kind < 2; ++kind) {
+            ToFloat(metas_[i].dtype, tmp[2 * c + kind].data(), f.data(), n);
+            FromFloat(dtype, f.data(), static_cast<char*>(kind == 0 ? k_out : v_out) + row_offset * row_ * es, n);
+          }
+          ++c;
+        }
+        row_offset += sizes_[i];
+      }
+    }
+    bytes_ += bytes;
+    return Status::OK();
+  }
+
+ private:
+  BlockStore* store_;
+  size_t row_;
+  const std::vector<BlockId>& ids_;
+  const std::vector<bool>& hit_;
+  const std::vector<BlockMeta>& metas_;
+  const std::vector<BlockKV>& kvs_;
+  std::vector<size_t> sizes_;
+  int64_t tokens_ = 0;
+  std::atomic<uint64_t> bytes_{0};
+};
+
 }  // namespace
 
 std::vector<int32_t> FlattenPrompt(const EngineRequest& request, std::vector<int64_t>* block_sizes) {
@@ -82,8 +165,7 @@ Status Engine::Store(const BlockKV& kv, std::span<const int32_t> tokens, const s
   return store_->Put(p).status();
 }
 
-Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
-  ASSIGN_OR_RETURN(BlockMeta m, store_->GetMeta(id));
+Status Engine::CheckMeta(const BlockId& id, const BlockMeta& m) const {
   const std::string what = "block " + id.ToHex();
   if (m.model != backend_->fingerprint())
     return Status::InvalidArgument(what + " belongs to another model");
@@ -91,6 +173,12 @@ Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
       m.kv_heads != static_cast<uint32_t>(backend_->config().num_kv_heads) ||
       m.head_dim != static_cast<uint32_t>(backend_->config().head_dim))
     return Status::InvalidArgument(what + " has a shape that does not match the model");
+  return Status::OK();
+}
+
+Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
+  ASSIGN_OR_RETURN(BlockMeta m, store_->GetMeta(id));
+  RETURN_IF_ERROR(CheckMeta(id, m));
   const uint64_t tb = m.tensor_bytes();
   const size_t n = size_t{m.num_tokens()} * m.kv_heads * m.head_dim;
   out->tokens = m.num_tokens();
@@ -152,6 +240,8 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
       r.logits.erase(r.logits.begin(), r.logits.end() - static_cast<std::ptrdiff_t>(keep));
     }
   } else {
+    // Resolve every block: hits by their metadata (read below), misses encoded now.
+    std::vector<BlockMeta> metas(req.blocks.size());
     for (size_t i = 0; i < req.blocks.size(); ++i) {
       const auto& b = req.blocks[i];
       if (b.tokens.empty())
@@ -161,21 +251,16 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
       r.block_ids.push_back(id);
       bool hit = false;
       if (store_ != nullptr) {
-        ASSIGN_OR_RETURN(hit, store_->Contains(id));
-      }
-      auto l1 = Clock::now();
-      t.lookup_ms += Ms(l0, l1);
-      if (hit) {
-        uint64_t bytes = 0;
-        Status s = Load(id, &kvs[i], &bytes);
-        if (s.IsNotFound()) {
-          hit = false;  // evicted between the lookup and the read
-        } else {
-          RETURN_IF_ERROR(s);
-          t.bytes_loaded += bytes;
+        StatusOr<BlockMeta> m = store_->GetMeta(id);
+        if (m.ok()) {
+          RETURN_IF_ERROR(CheckMeta(id, *m));
+          metas[i] = *m;
+          hit = true;
+        } else if (!m.status().IsNotFound()) {
+          return m.status();
         }
-        t.load_ms += Ms(l1, Clock::now());
       }
+      t.lookup_ms += Ms(l0, Clock::now());
       if (!hit) {
         auto e0 = Clock::now();
         ASSIGN_OR_RETURN(kvs[i], Encode(b.tokens));
@@ -183,13 +268,53 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
         to_store.push_back(i);
       }
       r.block_hit.push_back(hit);
-      hit ? ++t.hits : ++t.misses;
     }
-    std::vector<const BlockKV*> ptrs;
-    for (const auto& kv : kvs) ptrs.push_back(&kv);
-    const auto p0 = Clock::now();
-    ASSIGN_OR_RETURN(r.logits, backend_->Prefill(ptrs, req.final_tokens, req.prefill));
-    t.prefill_ms = Ms(p0, Clock::now());
+    bool done = false;
+    const bool any_hit = std::find(r.block_hit.begin(), r.block_hit.end(), true) != r.block_hit.end();
+    if (any_hit && options_.stream_layers && backend_->streams()) {
+      // Hits stream from the store layer by layer during the prefill; misses come from memory.
+      LayerSource source(store_, backend_->config(), req.blocks, r.block_ids, r.block_hit, metas, kvs);
+      StreamTiming st;
+      const auto p0 = Clock::now();
+      StatusOr<std::vector<float>> logits = backend_->PrefillStreamed(source, req.final_tokens, req.prefill, &st);
+      if (logits.ok()) {
+        r.logits = std::move(logits).value();
+        t.prefill_ms = Ms(p0, Clock::now());
+        t.load_ms = st.read_ms;
+        t.stream_wait_ms = st.wait_ms;
+        t.streamed = true;
+        t.bytes_loaded = source.bytes();
+        done = true;
+      } else if (!logits.status().IsNotFound()) {
+        return logits.status();
+      }
+      // NotFound: a block was evicted since its lookup; load block by block below (re-encoding it).
+    }
+    if (!done) {
+      for (size_t i = 0; i < req.blocks.size(); ++i) {
+        if (!r.block_hit[i]) continue;
+        const auto l1 = Clock::now();
+        uint64_t bytes = 0;
+        Status s = Load(r.block_ids[i], &kvs[i], &bytes);
+        t.load_ms += Ms(l1, Clock::now());
+        if (s.IsNotFound()) {  // evicted between the lookup and the read
+          r.block_hit[i] = false;
+          auto e0 = Clock::now();
+          ASSIGN_OR_RETURN(kvs[i], Encode(req.blocks[i].tokens));
+          t.encode_ms += Ms(e0, Clock::now());
+          to_store.push_back(i);
+        } else {
+          RETURN_IF_ERROR(s);
+          t.bytes_loaded += bytes;
+        }
+      }
+      std::vector<const BlockKV*> ptrs;
+      for (const auto& kv : kvs) ptrs.push_back(&kv);
+      const auto p0 = Clock::now();
+      ASSIGN_OR_RETURN(r.logits, backend_->Prefill(ptrs, req.final_tokens, req.prefill));
+      t.prefill_ms = Ms(p0, Clock::now());
+    }
+    for (bool h : r.block_hit) h ? ++t.hits : ++t.misses;
   }
 
   // The first token is picked from these logits (microseconds): they mark the time to first token.

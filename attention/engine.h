@@ -1,9 +1,11 @@
 // Engine: a model runtime and a block store together (DESIGN §5).
 //
 // For each non-final block of a prompt the engine computes its BlockId (model fingerprint + tokens)
-// and resolves it: a hit loads every layer from the store (read, decode, checksum, convert); a miss
-// encodes the block and, unless told not to, stores it. Then the final block is prefilled over all
-// blocks at their real offsets and tokens are decoded. Every step is timed.
+// and resolves it: a hit is read from the store (read, decode, checksum, convert); a miss is encoded
+// and, unless told not to, stored after the first token. Then the final block is prefilled over all
+// blocks at their real offsets and tokens are decoded. On a backend that streams (CUDA), the hits are
+// read layer by layer while the prefill runs; otherwise every layer of every hit is loaded first. Every
+// step is timed.
 //
 // Thread safety: an Engine may be used from one thread at a time; the Runtime and BlockStore it
 // uses may be shared with other engines.
@@ -30,6 +32,9 @@ struct EngineOptions {
   DType kv_dtype = DType::kF32;
   // Store blocks that were not found. Default: true.
   bool store_misses = true;
+  // On a backend that streams (the CUDA one), read the hits layer by layer during the prefill instead of
+  // loading every block first (ModelBackend::PrefillStreamed; the logits are the same). Default: true.
+  bool stream_layers = true;
 };
 
 struct PromptBlock {
@@ -56,7 +61,8 @@ std::vector<int32_t> FlattenPrompt(const EngineRequest& request,
 // Milliseconds, from a steady clock.
 struct EngineTiming {
   double lookup_ms = 0;  // block ids and store lookups
-  double load_ms = 0;    // reading, decoding and converting the hits' layers
+  double load_ms = 0;    // reading, decoding and converting the hits' layers (streamed: summed over the
+                         // reader threads, overlapping prefill_ms, which then includes the whole pass)
   double encode_ms = 0;  // encoding the misses
   double prefill_ms =
       0;               // re-encoding positions and prefilling the final block (or the full prompt)
@@ -69,6 +75,8 @@ struct EngineTiming {
   uint64_t bytes_loaded = 0;  // raw bytes of the hits' K and V
   int prompt_tokens = 0;
   int generated_tokens = 0;
+  bool streamed = false;      // the hits streamed in during the prefill (EngineOptions::stream_layers)
+  double stream_wait_ms = 0;  // streamed: the prefill waiting for layers not yet read
 };
 
 struct EngineResult {
@@ -106,6 +114,8 @@ class Engine {
 
  private:
   StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
+  // InvalidArgument unless a stored block belongs to this model and has its shape.
+  Status CheckMeta(const BlockId& id, const BlockMeta& m) const;
   Status Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name);
 
   std::unique_ptr<ModelBackend> owned_backend_;  // the CpuBackend of the Runtime constructor

@@ -12,8 +12,28 @@
 
 #include "attention/runtime.h"
 #include "db/block_key.h"
+#include "db/dtype.h"
 
 namespace blockkv {
+
+// The stored blocks of a prompt as a source of layers, for ModelBackend::PrefillStreamed.
+class BlockLayerSource {
+ public:
+  virtual ~BlockLayerSource() = default;
+  // Tokens of all the blocks together.
+  virtual int64_t tokens() const = 0;
+  // Writes layer `layer` of every block, in prompt order and token-major, as `dtype` values: the pre-RoPE
+  // keys into k_out and the values into v_out, tokens() x kv_heads x head_dim each. Called from several
+  // threads at once, for different layers. Errors: the store's (NotFound when a block has been evicted,
+  // Corruption naming the block).
+  virtual Status ReadLayer(uint32_t layer, DType dtype, void* k_out, void* v_out) = 0;
+};
+
+// What a streamed prefill measured, in milliseconds.
+struct StreamTiming {
+  double read_ms = 0;  // in BlockLayerSource::ReadLayer, summed over the reader threads
+  double wait_ms = 0;  // the forward pass waiting for a layer that was not read yet
+};
 
 class ModelBackend {
  public:
@@ -32,6 +52,15 @@ class ModelBackend {
                                                const PrefillOptions& options) = 0;
   virtual StatusOr<std::vector<float>> PrefillFull(std::span<const int32_t> tokens,
                                                    const PrefillOptions& options) = 0;
+  // Prefill whose blocks are read from `source` one layer at a time while the final block's forward pass
+  // runs (DESIGN §5: reading, copying and computing overlap), for backends where streams() is true; the
+  // result equals Prefill over the same blocks. Others return NotSupported (the Engine then loads every
+  // block first and calls Prefill).
+  virtual bool streams() const { return false; }
+  virtual StatusOr<std::vector<float>> PrefillStreamed(BlockLayerSource& source, std::span<const int32_t> final_tokens,
+                                                       const PrefillOptions& options, StreamTiming* timing) {
+    return Status::NotSupported(name() + " has no streaming prefill");
+  }
   // Runtime::Decode over the cache of the last prefill. InvalidArgument without one.
   virtual StatusOr<std::vector<int32_t>> Decode(std::span<const float> last_logits,
                                                 const DecodeOptions& options) = 0;

@@ -3,6 +3,7 @@
 // splitmix64).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 
@@ -31,6 +32,9 @@ class Sampler {
 
   // A uniform double in [0, 1) from the generator (exposed for tests).
   double Uniform();
+
+  // The generator's state (xoshiro256**), for a device sampler that continues the same sequence.
+  std::array<uint64_t, 4> state() const { return {s_[0], s_[1], s_[2], s_[3]}; }
 
  private:
   SamplingOptions options_;

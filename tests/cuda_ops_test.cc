@@ -6,8 +6,10 @@
 // Without a CUDA device every case reports BLOCKKV_SKIPPED and returns.
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "attention/cpu/ops.h"
 #include "attention/cuda/cuda_runtime.h"
@@ -270,6 +272,58 @@ BOOST_AUTO_TEST_CASE(argmax_keeps_the_lowest_of_equal_maxima) {
   BOOST_TEST(Get(cuda::opcheck::ArgMax(logits)) == 70001);
   logits[3] = 100.0f;
   BOOST_TEST(Get(cuda::opcheck::ArgMax(logits)) == 3);
+}
+
+// Device sampling draws the host Sampler's tokens: the same generator sequence, order (ties by lower id) and
+// top-k / top-p cuts. Both weigh in double; their sums differ only in rounding order (~1e-16 relative), so
+// a draw could differ only if u fell that close to a boundary (expected never in these 64 x 8 draws).
+struct SampleCase {
+  float temperature;
+  int top_k;
+  float top_p;
+};
+const SampleCase kSampleCases[] = {{0.7f, 0, 1.0f}, {1.0f, 50, 1.0f}, {1.3f, 0, 0.9f}, {0.8f, 40, 0.95f},
+                                   {1.0f, 0, 0.5f}, {2.0f, 2000, 1.0f}, {0.5f, 3, 0.3f}, {1.0f, 200000, 0.999f}};
+
+BOOST_DATA_TEST_CASE(sampling_draws_the_host_samplers_tokens, bdata::xrange(8), c) {
+  if (!HaveGpu()) return;
+  const SampleCase sc = kSampleCases[c];
+  TestRng rng(100 + c);
+  const std::vector<float> logits = rng.Normals(128256, 2.5f);
+  SamplingOptions so;
+  so.temperature = sc.temperature, so.top_k = sc.top_k, so.top_p = sc.top_p, so.seed = 1000 + c;
+  Sampler host(so);
+  std::vector<int32_t> want;
+  for (int i = 0; i < 64; ++i) want.push_back(host.Next(logits));
+  const std::vector<int32_t> got = Get(cuda::opcheck::Sample(logits, sc.temperature, sc.top_k, sc.top_p, so.seed, 64));
+  BOOST_TEST(got == want, boost::test_tools::per_element());
+  // The draws are not all one token (the case samples), except case 6, whose top_p cut keeps only the top
+  // token (three candidates at temperature 0.5 over logits of scale 2.5).
+  if (c != 6) BOOST_TEST(std::count(got.begin(), got.end(), got[0]) < 64);
+}
+
+BOOST_AUTO_TEST_CASE(sampling_orders_equal_logits_by_id) {
+  if (!HaveGpu()) return;
+  // Integer logits: many exact ties, inside the top-k and at its cut; and a vocabulary of zeros, half of them
+  // -0.0, where top_k keeps the lowest ids (the host compares -0.0 == +0.0).
+  TestRng rng(77);
+  std::vector<float> logits = rng.Normals(5000, 2.0f);
+  for (float& x : logits) x = std::round(x);
+  std::vector<float> zeros(1000, 0.0f);
+  for (size_t i = 0; i < zeros.size(); i += 2) zeros[i] = -0.0f;
+  for (const auto& [l, k, p] : {std::tuple{&logits, 100, 1.0f}, std::tuple{&logits, 0, 0.2f},
+                                std::tuple{&zeros, 10, 1.0f}, std::tuple{&zeros, 0, 0.05f}}) {
+    SamplingOptions so;
+    so.temperature = 1.0f, so.top_k = k, so.top_p = p, so.seed = 5;
+    Sampler host(so);
+    std::vector<int32_t> want;
+    for (int i = 0; i < 64; ++i) want.push_back(host.Next(*l));
+    BOOST_TEST_INFO("top_k " << k << ", top_p " << p << ", vocab " << l->size());
+    BOOST_TEST(Get(cuda::opcheck::Sample(*l, 1.0f, k, p, 5, 64)) == want, boost::test_tools::per_element());
+  }
+  // Greedy rules take the argmax and leave the generator alone.
+  BOOST_TEST(Get(cuda::opcheck::Sample(logits, 0.0f, 0, 1.0f, 5, 2)) == std::vector<int32_t>(2, ArgMax(logits)));
+  BOOST_TEST(Get(cuda::opcheck::Sample(logits, 1.0f, 1, 1.0f, 5, 2)) == std::vector<int32_t>(2, ArgMax(logits)));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,8 +9,11 @@
 // Without a CUDA device every case reports BLOCKKV_SKIPPED and returns.
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
+#include <atomic>
 #include <cmath>
 #include <fstream>
+#include <mutex>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "attention/cuda/cuda_backend.h"
@@ -194,14 +197,30 @@ BOOST_AUTO_TEST_CASE(decode_graphs_replay_the_eager_step_exactly) {
   auto a = Get(f->gpu->PrefillFull(prompt, {}, 512));
   auto b = Get(eager->PrefillFull(prompt, {}, 512));
   BOOST_TEST(a.logits == b.logits);
-  BOOST_TEST(Get(f->gpu->Decode(*a.cache, a.logits, d)) == Get(eager->Decode(*b.cache, b.logits, d)));
-  // Sampling (host sampler over device logits) is reproducible for a seed.
+  const std::vector<int32_t> greedy = Get(f->gpu->Decode(*a.cache, a.logits, d));
+  BOOST_TEST(greedy == Get(eager->Decode(*b.cache, b.logits, d)));
+  // Sampling on the device, captured with the step: the graph replays equal the eager steps for a seed, and
+  // another rule on the same caches replaces the captured step (its parameters are baked in).
   d.sampling.temperature = 0.8f;
   d.sampling.top_k = 50;
   d.sampling.seed = 7;
   auto c1 = Get(f->gpu->PrefillFull(prompt, {}, 512));
   auto c2 = Get(eager->PrefillFull(prompt, {}, 512));
+  const std::vector<int32_t> sampled = Get(f->gpu->Decode(*c1.cache, c1.logits, d));
+  BOOST_TEST(sampled == Get(eager->Decode(*c2.cache, c2.logits, d)));
+  BOOST_TEST(sampled != greedy);  // it samples (40 tokens from 50 candidates each)
+  d.sampling.top_k = 0;
+  d.sampling.top_p = 0.9f;
+  d.sampling.seed = 8;
+  BOOST_REQUIRE(f->gpu->Truncate(*c1.cache, 300).ok());
+  BOOST_REQUIRE(eager->Truncate(*c2.cache, 300).ok());
   BOOST_TEST(Get(f->gpu->Decode(*c1.cache, c1.logits, d)) == Get(eager->Decode(*c2.cache, c2.logits, d)));
+  // The first token is the host Sampler's draw from the same logits.
+  DecodeOptions one = d;
+  one.max_new_tokens = 1;
+  Sampler host(d.sampling);
+  BOOST_REQUIRE(f->gpu->Truncate(*c1.cache, 300).ok());
+  BOOST_TEST(Get(f->gpu->Decode(*c1.cache, c1.logits, one)) == std::vector<int32_t>{host.Next(c1.logits)});
 }
 
 BOOST_AUTO_TEST_CASE(extend_graphs_replay_the_eager_pass_exactly) {
@@ -298,6 +317,117 @@ BOOST_AUTO_TEST_CASE(errors_are_values) {
 // tokens (the stored values are the GPU's bf16 values, exactly), and they match the CPU engine on the same
 // prompt within the end-to-end tolerance. Then the CPU engine reads the GPU-stored blocks (same model
 // fingerprint): its logits match its own fresh encodes within the same tolerance.
+BOOST_AUTO_TEST_CASE(streamed_prefill_equals_the_loaded_prefill) {
+  if (!HaveGpu()) return;
+  // Blocks read layer by layer during the pass give the logits and cache of Prefill over the same host
+  // blocks, bit for bit, for every ring size; a reader's error ends the pass and the runtime stays usable.
+  auto f = Load(GpuSpec("qwen2", 37));
+  const ModelConfig& c = f->cpu->config();
+  const int vocab = c.vocab_size;
+  TestRng rng(41);
+  std::vector<BlockKV> blocks;
+  int64_t tokens = 0;
+  for (int n : {70, 1, 129, 40}) {
+    blocks.push_back(Get(f->cpu->EncodeBlock(rng.Tokens(n, vocab))));
+    tokens += n;
+  }
+  std::vector<const BlockKV*> ptrs;
+  for (const auto& b : blocks) ptrs.push_back(&b);
+  const std::vector<int32_t> final_tokens = rng.Tokens(30, vocab);
+  PrefillOptions all;
+  all.all_logits = true;
+  auto want = Get(f->gpu->Prefill(ptrs, final_tokens, all, 512));
+  const KVCache want_cache = Get(f->gpu->DownloadCache(*want.cache));
+  std::atomic<int> calls{0};
+  const CudaRuntime::LayerReader read = [&](int l, void* k, void* v) -> Status {
+    size_t off = 0;
+    for (const BlockKV& b : blocks) {
+      const size_t n = static_cast<size_t>(b.tokens) * c.kv_dim();
+      FromFloat(DType::kBF16, b.k[l].data(), static_cast<uint16_t*>(k) + off, n);
+      FromFloat(DType::kBF16, b.v[l].data(), static_cast<uint16_t*>(v) + off, n);
+      off += n;
+    }
+    ++calls;
+    return Status::OK();
+  };
+  for (const auto& [slots, readers] : {std::pair{2, 1}, std::pair{4, 2}, std::pair{6, 5}}) {
+    BOOST_TEST_INFO("slots " << slots << ", readers " << readers);
+    cuda::StreamStats st;
+    const cuda::StreamOptions so{slots, readers};
+    auto got = Get(f->gpu->PrefillStreamed(tokens, read, final_tokens, all, 512, &so, &st));
+    BOOST_TEST(got.logits == want.logits);
+    const KVCache cache = Get(f->gpu->DownloadCache(*got.cache));
+    BOOST_REQUIRE_EQUAL(cache.length, want_cache.length);
+    for (int l = 0; l < c.num_layers; ++l) {
+      BOOST_TEST(cache.k[l] == want_cache.k[l]);
+      BOOST_TEST(cache.v[l] == want_cache.v[l]);
+    }
+    BOOST_TEST(st.bytes == static_cast<size_t>(2 * 2 * tokens * c.kv_dim() * c.num_layers));
+  }
+  BOOST_TEST(calls.load() == 3 * c.num_layers);
+
+  const CudaRuntime::LayerReader failing = [&](int l, void* k, void* v) -> Status {
+    if (l == 2) return Status::Corruption("bad value");
+    return read(l, k, v);
+  };
+  auto bad = f->gpu->PrefillStreamed(tokens, failing, final_tokens, all, 512);
+  BOOST_TEST(bad.status().IsCorruption());
+  BOOST_TEST(bad.status().ToString().find("layer 2") != std::string::npos, bad.status().ToString());
+  auto again = Get(f->gpu->PrefillStreamed(tokens, read, final_tokens, all, 512));
+  BOOST_TEST(again.logits == want.logits);
+  // Decoding continues from a streamed cache as from the loaded one.
+  const std::vector<float> last(want.logits.end() - vocab, want.logits.end());
+  DecodeOptions d;
+  d.max_new_tokens = 6;
+  BOOST_TEST(Get(f->gpu->Decode(*again.cache, last, d)) == Get(f->gpu->Decode(*want.cache, last, d)));
+}
+
+// A store whose block `victim` disappears (as if evicted by another process) between the Engine's lookup
+// and its read of the layers.
+class VanishingStore final : public BlockStore {
+ public:
+  VanishingStore(BlockStore* inner, BlockId victim) : inner_(inner), victim_(victim) {}
+  StatusOr<BlockId> Put(const BlockToPut& b) override { return inner_->Put(b); }
+  StatusOr<BlockMeta> GetMeta(const BlockId& id) override { return inner_->GetMeta(id); }
+  StatusOr<bool> Contains(const BlockId& id) override { return inner_->Contains(id); }
+  Status GetLayer(const BlockId& id, uint32_t l, void* k, void* v, uint64_t tb) override {
+    Vanish(id);
+    return inner_->GetLayer(id, l, k, v, tb);
+  }
+  Status GetLayers(std::span<const LayerRequest> reqs) override {
+    for (const auto& r : reqs) Vanish(r.id);
+    return inner_->GetLayers(reqs);
+  }
+  Status Delete(const BlockId& id) override { return inner_->Delete(id); }
+  Status List(const ListOptions& o, const std::function<bool(const BlockMeta&)>& fn) override { return inner_->List(o, fn); }
+  StatusOr<BlockId> ResolveName(const std::string& n) override { return inner_->ResolveName(n); }
+  Status SetName(const BlockId& id, const std::string& n) override { return inner_->SetName(id, n); }
+  Status Pin(const BlockId& id) override { return inner_->Pin(id); }
+  Status Unpin(const BlockId& id) override { return inner_->Unpin(id); }
+  StatusOr<StoreStats> GetStats() override { return inner_->GetStats(); }
+  StatusOr<EvictResult> SetBudget(uint64_t b) override { return inner_->SetBudget(b); }
+  StatusOr<EvictResult> EvictTo(uint64_t t) override { return inner_->EvictTo(t); }
+  Status Compact() override { return inner_->Compact(); }
+  StatusOr<VerifyReport> Verify(const std::function<void(uint64_t, uint64_t)>& p) override { return inner_->Verify(p); }
+  Status Flush() override { return inner_->Flush(); }
+  Status TryCatchUp() override { return inner_->TryCatchUp(); }
+  const std::string& path() const override { return inner_->path(); }
+  OpenMode mode() const override { return inner_->mode(); }
+
+ private:
+  void Vanish(const BlockId& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (id == victim_ && !gone_) {
+      gone_ = true;
+      BOOST_REQUIRE(inner_->Delete(id).ok());
+    }
+  }
+  BlockStore* inner_;
+  BlockId victim_;
+  std::mutex mu_;
+  bool gone_ = false;
+};
+
 BOOST_DATA_TEST_CASE(engine_on_the_cuda_backend, bdata::make(kArchs), arch) {
   if (!HaveGpu()) return;
   auto f = Load(GpuSpec(arch, 23));
@@ -325,9 +455,59 @@ BOOST_DATA_TEST_CASE(engine_on_the_cuda_backend, bdata::make(kArchs), arch) {
   BOOST_TEST(Get(store->GetStats()).blocks == 3u);
   const EngineResult warm = Get(engine.Run(req));
   BOOST_TEST(warm.timing.hits == 3);
+  BOOST_TEST(!cold.timing.streamed);
+  BOOST_TEST(warm.timing.streamed);  // the hits streamed in layer by layer during the prefill
   BOOST_TEST((cold.logits == warm.logits));  // bitwise
   BOOST_TEST(cold.tokens == warm.tokens);
   BOOST_TEST(cold.tokens.size() == 6u);
+  {
+    // Loading every block first gives the same result; so do a mix of hits and a miss (from memory,
+    // not stored here), streamed and loaded.
+    EngineOptions loaded = eo;
+    loaded.stream_layers = false;
+    Engine first(gpu.get(), store.get(), loaded);
+    const EngineResult w = Get(first.Run(req));
+    BOOST_TEST(!w.timing.streamed);
+    BOOST_TEST((w.logits == warm.logits));
+    EngineRequest mixed = req;
+    mixed.blocks.insert(mixed.blocks.begin() + 1, PromptBlock{rng.Tokens(77, vocab), ""});
+    EngineOptions keep = eo;
+    keep.store_misses = false;
+    Engine streamed(gpu.get(), store.get(), keep);
+    const EngineResult a = Get(streamed.Run(mixed));
+    BOOST_TEST(a.timing.streamed);
+    BOOST_TEST(a.timing.hits == 3);
+    BOOST_TEST(a.timing.misses == 1);
+    keep.stream_layers = false;
+    Engine loading(gpu.get(), store.get(), keep);
+    const EngineResult b = Get(loading.Run(mixed));
+    BOOST_TEST((a.logits == b.logits));
+    BOOST_TEST(a.tokens == b.tokens);
+    // A block evicted between the lookup and the read: the streamed pass fails with NotFound, the engine
+    // loads block by block instead, re-encodes that one and stores it again.
+    VanishingStore vanishing(store.get(), cold.block_ids[1]);
+    Engine racing(gpu.get(), &vanishing, eo);
+    const EngineResult c = Get(racing.Run(req));
+    BOOST_TEST(!c.timing.streamed);
+    BOOST_TEST(c.timing.hits == 2);
+    BOOST_TEST(c.timing.misses == 1);
+    BOOST_TEST(!c.block_hit[1]);
+    BOOST_TEST((c.logits == warm.logits));
+    BOOST_TEST(Get(store->Contains(cold.block_ids[1])));
+  }
+  {
+    // Blocks stored as f32 stream in converted to bf16 on the host: the same as loading them.
+    auto store32 = Get(BlockStore::Open(f->dir.str("store32"), {}));
+    EngineOptions o32;
+    o32.kv_dtype = DType::kF32;
+    Engine e32(gpu.get(), store32.get(), o32);
+    Get(e32.Run(req));
+    const EngineResult s32 = Get(e32.Run(req));
+    BOOST_TEST(s32.timing.streamed);
+    o32.stream_layers = false;
+    Engine l32(gpu.get(), store32.get(), o32);
+    BOOST_TEST((Get(l32.Run(req)).logits == s32.logits));
+  }
 
   Engine cpu_fresh(f->cpu.get(), nullptr);
   const EngineResult want = Get(cpu_fresh.Run(req));

@@ -6,7 +6,10 @@
 //   block  a 50-token final block over passages of 100-200 tokens (L - 50 tokens in all) whose KV is
 //          already on the GPU: "cached" with the passages already rotated into the prompt's cache, and
 //          "re-encode" counting the RoPE re-encoding and copy of every passage into the cache as well;
-//   decode greedy tokens/s after the full prefill, one CUDA-graph replay per token;
+//   store  the same block-mode prompt with the passages stored (bf16, the store's files in the OS page cache),
+//          answered by the Engine on the CUDA backend: the hits streamed in layer by layer during the
+//          prefill, and (--no-stream's path) loaded completely before it;
+//   decode tokens/s after the full prefill, one CUDA-graph replay per token, greedy and sampled;
 //   hf     HF transformers' full prefill of the same shapes (sdpa, bf16), by tests/oracle/hf_bench.py.
 #include <algorithm>
 #include <chrono>
@@ -16,12 +19,16 @@
 #include <fstream>
 #include <sstream>
 
+#include "attention/engine.h"
 #include "attention/model_config.h"
 #include "attention/synthetic_model.h"
+#include "db/block_store.h"
+#include "db/codec.h"
 #include "tools/cli_util.h"
 #include "tools/commands.h"
 #include "tools/npy.h"
 #if BLOCKKV_HAVE_CUDA
+#include "attention/cuda/cuda_backend.h"
 #include "attention/cuda/cuda_runtime.h"
 #endif
 
@@ -40,6 +47,9 @@ struct BenchOptions {
   std::string python = "python3";
   std::string json_out;
   std::string oracle_out;  // oracle mode
+  bool store_bench = true;
+  std::string store_dir;  // empty: a temporary directory
+  int stream_readers = 2;
 };
 
 }  // namespace
@@ -92,6 +102,70 @@ std::string Fmt(double v, int digits = 2) {
   return buf;
 }
 
+// Block TTFT with the passages in a store: precomputed through the Engine (bf16), then answered by it,
+// streamed and loaded first. Adds store_* fields to `row`; removes the store afterwards.
+void StoreTtft(const BenchOptions& o, CudaRuntime* rt, const std::vector<std::vector<int32_t>>& passages,
+               const std::vector<int32_t>& question, const fs::path& dir, nlohmann::json& row) {
+  fs::remove_all(dir);
+  {
+    auto store = Check(BlockStore::Open(dir.string(), StoreOptions()));
+    const ModelFingerprint fp(HashBytes(o.preset.data(), o.preset.size()));
+    auto backend = cuda::CudaBackend::Borrow(rt, fp);
+    EngineOptions eo;
+    eo.kv_dtype = DType::kBF16;
+    Engine engine(backend.get(), store.get(), eo);
+    const auto w0 = std::chrono::steady_clock::now();
+    for (const auto& p : passages) Check(engine.Precompute(p, ""));
+    row["store_write_ms"] = Ms(std::chrono::steady_clock::now() - w0);
+    EngineRequest req;
+    for (const auto& p : passages) req.blocks.push_back({p, ""});
+    req.final_tokens = question;
+    req.decode.max_new_tokens = 0;
+    EngineTiming last;
+    row["store_ttft_streamed_ms"] = TimeMedian(o.repeats, [&] {
+      const EngineResult r = Check(engine.Run(req));
+      if (r.timing.hits != static_cast<int>(passages.size()) || !r.timing.streamed) Fail("bench: store run did not stream every passage");
+      last = r.timing;
+    });
+    row["store_stream_read_ms"] = last.load_ms;
+    row["store_stream_wait_ms"] = last.stream_wait_ms;
+    row["store_bytes"] = last.bytes_loaded;
+    eo.stream_layers = false;
+    Engine loaded(backend.get(), store.get(), eo);
+    row["store_ttft_loaded_ms"] = TimeMedian(std::min(o.repeats, 2), [&] {
+      const EngineResult r = Check(loaded.Run(req));
+      if (r.timing.hits != static_cast<int>(passages.size()) || r.timing.streamed) Fail("bench: store run was not loaded");
+      last = r.timing;
+    });
+    row["store_loaded_load_ms"] = last.load_ms;
+  }
+  fs::remove_all(dir);
+  {
+    // The same passages stored uncompressed (Codec::kRaw): what the codec's decoding costs the stream.
+    StoreOptions so;
+    so.codec = Codec::kRaw;
+    auto store = Check(BlockStore::Open(dir.string(), so));
+    auto backend = cuda::CudaBackend::Borrow(rt, ModelFingerprint(HashBytes(o.preset.data(), o.preset.size())));
+    EngineOptions eo;
+    eo.kv_dtype = DType::kBF16;
+    Engine engine(backend.get(), store.get(), eo);
+    for (const auto& p : passages) Check(engine.Precompute(p, ""));
+    EngineRequest req;
+    for (const auto& p : passages) req.blocks.push_back({p, ""});
+    req.final_tokens = question;
+    req.decode.max_new_tokens = 0;
+    EngineTiming last;
+    row["store_raw_ttft_streamed_ms"] = TimeMedian(o.repeats, [&] {
+      const EngineResult r = Check(engine.Run(req));
+      if (r.timing.hits != static_cast<int>(passages.size()) || !r.timing.streamed) Fail("bench: store run did not stream every passage");
+      last = r.timing;
+    });
+    row["store_raw_stream_read_ms"] = last.load_ms;
+    row["store_raw_stream_wait_ms"] = last.stream_wait_ms;
+  }
+  fs::remove_all(dir);
+}
+
 void RunBench(const BenchOptions& o) {
   std::string why;
   if (!CudaRuntime::DeviceAvailable(&why)) Fail("no CUDA device (" + why + ")");
@@ -100,6 +174,8 @@ void RunBench(const BenchOptions& o) {
   const ModelConfig config = Check(ParseModelConfig(config_json, o.preset));
   cuda::CudaRuntimeOptions ro;
   ro.precision = o.fp16 ? cuda::Precision::kFP16 : cuda::Precision::kBF16;
+  ro.stream_readers = o.stream_readers;
+  ro.stream_slots = std::max(ro.stream_slots, o.stream_readers + 2);
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<CudaRuntime> rt = Check(CudaRuntime::CreateRandom(config, o.seed, ro));
   const double init_ms = Ms(std::chrono::steady_clock::now() - t0);
@@ -110,6 +186,9 @@ void RunBench(const BenchOptions& o) {
 
   nlohmann::json rows = nlohmann::json::array();
   uint64_t rng = o.seed * 7919 + 1;
+  const fs::path store_root = o.store_dir.empty() ? fs::temp_directory_path() / ("blockkv-bench-store-" + std::to_string(::getpid()))
+                                                  : fs::path(o.store_dir);
+  if (o.store_bench) std::fprintf(stderr, "bench: stores under %s (removed after each length)\n", store_root.c_str());
   std::unique_ptr<cuda::DeviceKVCache> cache = Check(rt->NewCache(max_len + o.decode_tokens));
   for (const int64_t len : o.lengths) {
     nlohmann::json row;
@@ -121,10 +200,12 @@ void RunBench(const BenchOptions& o) {
       Check(rt->Truncate(*cache, 0));
       logits = Check(rt->Extend(*cache, prompt));
     });
-    // Decode after the prompt: greedy, one graph replay per token.
-    {
+    // Decode after the prompt, one graph replay per token: greedy, then sampled (temperature 0.8, top-p
+    // 0.95 over the whole vocabulary: the sampler sorts all of it every token, its slowest case).
+    for (const bool sampled : {false, true}) {
       DecodeOptions d;
       d.max_new_tokens = o.decode_tokens;
+      if (sampled) d.sampling.temperature = 0.8f, d.sampling.top_p = 0.95f, d.sampling.seed = 1;
       Check(rt->Truncate(*cache, len));
       Check(rt->Decode(*cache, logits, d));  // warm-up (captures the graph)
       Check(rt->Truncate(*cache, len));
@@ -132,7 +213,7 @@ void RunBench(const BenchOptions& o) {
       const std::vector<int32_t> out = Check(rt->Decode(*cache, logits, d));
       const double ms = Ms(std::chrono::steady_clock::now() - start);
       // The first token comes from the prefill's logits; the other out.size() - 1 each ran the model.
-      row["decode_tokens_per_s"] = (out.size() - 1) / (ms / 1000.0);
+      row[sampled ? "decode_sampled_tokens_per_s" : "decode_tokens_per_s"] = (out.size() - 1) / (ms / 1000.0);
     }
     // Block mode: passages of 100-200 tokens up to len - final, encoded once (batched) and kept on the GPU.
     if (len > o.final_tokens) {
@@ -170,6 +251,7 @@ void RunBench(const BenchOptions& o) {
         Check(rt->Truncate(*cache, ctx));
         logits = Check(rt->Extend(*cache, question));
       });
+      if (o.store_bench) StoreTtft(o, rt.get(), passages, question, store_root / ("len" + std::to_string(len)), row);
     }
     std::fprintf(stderr, "bench: %s\n", row.dump().c_str());
     rows.push_back(row);
@@ -222,14 +304,17 @@ void RunBench(const BenchOptions& o) {
               o.preset.c_str(), result["precision"].get<std::string>().c_str(), result["device"].get<std::string>().c_str(),
               result["attention_kernels"].get<std::string>().c_str(), o.repeats);
   std::printf("| tokens | full prefill | HF sdpa full | HF / blockkv | block TTFT (KV in cache) | block TTFT (+ re-encode) "
-              "| HF block TTFT | batched encode of passages | decode tok/s |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+              "| HF block TTFT | block TTFT, store streamed | (raw codec) | block TTFT, store loaded first "
+              "| batched encode of passages | decode tok/s | decode tok/s, sampled |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : result["rows"]) {
     auto get = [&](const char* k, int digits = 2) { return r.contains(k) ? Fmt(r[k].get<double>(), digits) : std::string("-"); };
-    std::printf("| %lld | %s | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(r["tokens"].get<int64_t>()),
+    std::printf("| %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(r["tokens"].get<int64_t>()),
                 get("full_prefill_ms").c_str(), get("hf_full_prefill_ms").c_str(), get("hf_over_blockkv_full").c_str(),
                 get("block_ttft_ms").c_str(), get("block_ttft_reencode_ms").c_str(), get("hf_block_ttft_ms").c_str(),
-                get("encode_ms", 1).c_str(), get("decode_tokens_per_s", 1).c_str());
+                get("store_ttft_streamed_ms", 1).c_str(), get("store_raw_ttft_streamed_ms", 1).c_str(),
+                get("store_ttft_loaded_ms", 1).c_str(), get("encode_ms", 1).c_str(), get("decode_tokens_per_s", 1).c_str(),
+                get("decode_sampled_tokens_per_s", 1).c_str());
   }
   if (!o.json_out.empty()) WriteText(o.json_out, result.dump(2) + "\n");
 }
@@ -301,6 +386,14 @@ void RegisterBenchCommand(CLI::App& app) {
   sub->add_option("--hf-script", o->hf_script, "Run this HF transformers script (tests/oracle/hf_bench.py) for comparison");
   sub->add_option("--python", o->python, "Python interpreter for --hf-script")->capture_default_str();
   sub->add_option("--json", o->json_out, "Also write the results as JSON here");
+  sub->add_flag("--no-store-bench", [o](int64_t) { o->store_bench = false; },
+                "Skip the block TTFT with the passages in a store (it writes their KV: 128 KiB per token for "
+                "Llama-3.1-8B, 4 GiB at 32K)");
+  sub->add_option("--stream-readers", o->stream_readers,
+                  "Reader threads of the streamed store runs (each reads a whole layer of every passage on the "
+                  "store's thread pool)")->capture_default_str()->check(CLI::Range(1, 64));
+  sub->add_option("--store-dir", o->store_dir,
+                  "Where the store benchmark puts its stores (default: a temporary directory; removed after)");
   sub->add_option("--oracle-out", o->oracle_out,
                   "Instead of benchmarking: write small models of the four architecture presets and the CUDA "
                   "runtime's logits into this directory (tests/oracle/gpu_oracle.sh)");

@@ -1,8 +1,9 @@
 // The CUDA runtime as an Engine backend (attention/model_backend.h): `blockkv run --device cuda`.
 //
-// Stored blocks arrive as host BlockKV (fp32, from the store); Prefill uploads each block's layers,
-// rounding them to the runtime's precision, rotates their keys to the block's offset on the device and
-// prefills the final block there. The cache of the last prefill stays on the device for Decode; it is
+// Stored blocks stream in layer by layer (PrefillStreamed: read from the store as the runtime's storage type
+// into pinned memory by reader threads, copied on a second stream, keys rotated to their offsets just
+// before each layer's attention); Prefill over host BlockKV (fp32) uploads each block's layers, rounding
+// them to the runtime's precision, and gives the same result. The final block is prefilled on the device. The cache of the last prefill stays on the device for Decode; it is
 // allocated with room for kDecodeReserve more tokens (it grows, moving once, if decoding goes past that).
 #pragma once
 
@@ -22,6 +23,10 @@ class CudaBackend final : public ModelBackend {
   static StatusOr<std::unique_ptr<CudaBackend>> Open(const std::string& model_dir,
                                                      const CudaRuntimeOptions& options = {});
 
+  // A backend over a runtime that the caller keeps (e.g. one made by CudaRuntime::CreateRandom, whose
+  // blocks are then addressed by `fingerprint`). `runtime` must outlive the backend.
+  static std::unique_ptr<CudaBackend> Borrow(CudaRuntime* runtime, const ModelFingerprint& fingerprint);
+
   const ModelConfig& config() const override { return rt_->config(); }
   const ModelFingerprint& fingerprint() const override { return fingerprint_; }
   std::string name() const override { return "cuda (" + rt_->device_name() + ")"; }
@@ -29,6 +34,10 @@ class CudaBackend final : public ModelBackend {
   StatusOr<std::vector<float>> Prefill(std::span<const BlockKV* const> blocks, std::span<const int32_t> final_tokens,
                                        const PrefillOptions& options) override;
   StatusOr<std::vector<float>> PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options) override;
+  // Blocks stream in through CudaRuntime::PrefillStreamed, read as the runtime's storage type.
+  bool streams() const override { return true; }
+  StatusOr<std::vector<float>> PrefillStreamed(BlockLayerSource& source, std::span<const int32_t> final_tokens,
+                                               const PrefillOptions& options, StreamTiming* timing) override;
   StatusOr<std::vector<int32_t>> Decode(std::span<const float> last_logits, const DecodeOptions& options) override;
 
   CudaRuntime& runtime() { return *rt_; }
@@ -36,7 +45,8 @@ class CudaBackend final : public ModelBackend {
 
  private:
   CudaBackend() = default;
-  std::unique_ptr<CudaRuntime> rt_;
+  std::unique_ptr<CudaRuntime> owned_;
+  CudaRuntime* rt_ = nullptr;
   ModelFingerprint fingerprint_;
   std::unique_ptr<DeviceKVCache> cache_;
 };

@@ -8,7 +8,9 @@
 #include "attention/cuda/cuda_status.h"
 #include "attention/cuda/device_model.h"
 #include "attention/cuda/elementwise.cuh"
+#include "attention/cuda/layer_stream.h"
 #include "attention/cuda/rope.cuh"
+#include "attention/cuda/sampling.cuh"
 #include "attention/sampling.h"
 #include "db/dtype.h"
 
@@ -22,22 +24,30 @@ struct DeviceKVCache::Impl {
   // Decode-step state on the device: token, next token, position, then one AttnSeq.
   DeviceBuffer state;
   DeviceBuffer logits;  // (vocab) fp32: the decode step's logits
+  // Sampling on the device: the generator's state (4 uint64) and the sort scratch (sampling.cuh).
+  DeviceBuffer rng, sample_scratch;
   int32_t* token() const { return state.as<int32_t>(); }
   int32_t* next() const { return state.as<int32_t>() + 1; }
   int32_t* pos() const { return state.as<int32_t>() + 2; }
   AttnSeq* seq() const { return reinterpret_cast<AttnSeq*>(state.as<int32_t>() + 4); }
-  // The captured decode step and what it was captured against.
+  // The captured decode step and what it was captured against (the scratch generation and the sampling
+  // rule, whose parameters the step bakes in).
   cudaGraphExec_t graph = nullptr;
   uint64_t graph_generation = 0;
+  float graph_temperature = 0, graph_top_p = 1;
+  int graph_top_k = 0;
   // The captured Extend pass, the key it was captured for, and the key of the last eager pass (a key seen
   // twice in a row is captured). Keys hold every shape and address the pass bakes in.
   using ExtendKey = std::array<int64_t, 11>;
   cudaGraphExec_t extend_graph = nullptr;
   ExtendKey extend_graph_key{}, last_extend_key{};
   bool have_last_extend = false;
-  void DropGraph() {
+  void DropDecodeGraph() {
     if (graph != nullptr) cudaGraphExecDestroy(graph);
     graph = nullptr;
+  }
+  void DropGraph() {
+    DropDecodeGraph();
     if (extend_graph != nullptr) cudaGraphExecDestroy(extend_graph);
     extend_graph = nullptr;
     have_last_extend = false;
@@ -73,10 +83,13 @@ struct CudaRuntime::Impl {
   DeviceBuffer ids, pos, seqs, logits, k_scratch, v_scratch, jobs;
   // Extend's inputs (ids, positions, one AttnSeq) in one device buffer, one upload per pass.
   DeviceBuffer extend_in;
+  // The streaming prefill's readers, pinned ring and copy stream (created on first use, kept).
+  std::unique_ptr<LayerStreamer> streamer;
   // Pinned host staging for Extend's logits (D2H at full PCIe speed), up to kPinnedLogitsBytes.
   float* pinned_logits = nullptr;
   size_t pinned_logits_bytes = 0;
   ~Impl() {
+    streamer.reset();
     model.reset();
     if (pinned_logits != nullptr) cudaFreeHost(pinned_logits);
     if (stream != nullptr) cudaStreamDestroy(stream);
@@ -169,6 +182,7 @@ StatusOr<std::unique_ptr<CudaRuntime>> CudaRuntime::CreateRandom(const ModelConf
 }
 
 const ModelConfig& CudaRuntime::config() const { return impl_->model->config(); }
+const CudaRuntimeOptions& CudaRuntime::options() const { return impl_->options; }
 Precision CudaRuntime::precision() const { return impl_->model->precision(); }
 std::string CudaRuntime::device_name() const { return impl_->device_name; }
 
@@ -483,7 +497,8 @@ Status CudaRuntime::AppendBlocks(DeviceKVCache& cache, std::span<const DeviceBlo
 // ---- prefill and extend ----
 
 StatusOr<std::vector<float>> CudaRuntime::ExtendImpl(DeviceKVCache& cache, std::span<const int32_t> tokens,
-                                                     bool all_logits) {
+                                                     bool all_logits,
+                                                     const std::function<Status(int)>* before_attention) {
   const ModelConfig& c = config();
   DeviceKVCache::Impl& kc = *cache.impl_;
   DeviceModel& m = *impl_->model;
@@ -527,7 +542,10 @@ StatusOr<std::vector<float>> CudaRuntime::ExtendImpl(DeviceKVCache& cache, std::
       n, past, rows, splits, static_cast<int64_t>(m.scratch_generation()), kc.capacity,
       reinterpret_cast<int64_t>(in_dev), reinterpret_cast<int64_t>(a.logits),
       reinterpret_cast<int64_t>(kc.k[0].get()), reinterpret_cast<int64_t>(kc.v[0].get()), c.num_layers};
-  if (!impl_->options.extend_graphs) {
+  if (before_attention != nullptr) {
+    a.before_attention = *before_attention;
+    RETURN_IF_ERROR(m.Forward(a));
+  } else if (!impl_->options.extend_graphs) {
     RETURN_IF_ERROR(m.Forward(a));
   } else if (kc.extend_graph != nullptr && kc.extend_graph_key == key) {
     CUDA_RETURN_IF_ERROR(cudaGraphLaunch(kc.extend_graph, impl_->stream));
@@ -627,9 +645,59 @@ StatusOr<CudaPrefillResult> CudaRuntime::PrefillFull(std::span<const int32_t> to
   return Prefill(std::span<const BlockKV* const>(), tokens, options, capacity);
 }
 
+StatusOr<CudaPrefillResult> CudaRuntime::PrefillStreamed(int64_t block_tokens, const LayerReader& read,
+                                                         std::span<const int32_t> final_tokens,
+                                                         const PrefillOptions& options, int64_t capacity,
+                                                         const StreamOptions* stream, StreamStats* stats) {
+  const ModelConfig& c = config();
+  RETURN_IF_ERROR(CheckTokens(final_tokens).WithContext("final block"));
+  if (block_tokens < 0) return Status::InvalidArgument("negative block token count");
+  const int64_t total = block_tokens + static_cast<int64_t>(final_tokens.size());
+  RETURN_IF_ERROR(CheckLength(c, total));
+  CudaPrefillResult result;
+  ASSIGN_OR_RETURN(result.cache, NewCache(std::max(total, capacity)));
+  if (stats != nullptr) *stats = StreamStats();
+  if (block_tokens == 0) {
+    ASSIGN_OR_RETURN(result.logits, ExtendImpl(*result.cache, final_tokens, options.all_logits));
+    return result;
+  }
+  if (impl_->streamer == nullptr) {
+    ASSIGN_OR_RETURN(impl_->streamer, LayerStreamer::Create());
+  }
+  LayerStreamer& streamer = *impl_->streamer;
+  DeviceKVCache::Impl& kc = *result.cache->impl_;
+  const size_t bytes = static_cast<size_t>(block_tokens) * c.kv_dim() * 2;
+  const StreamOptions so = stream != nullptr ? *stream
+                                             : StreamOptions{impl_->options.stream_slots, impl_->options.stream_readers};
+  RETURN_IF_ERROR(streamer.Start(c.num_layers, bytes, read, so.slots, so.readers));
+  kc.length = block_tokens;  // rows 0 .. block_tokens - 1 arrive layer by layer during the pass
+  const std::function<Status(int)> deliver = [&](int l) -> Status {
+    // Values land in the cache rows; keys in a staging slot, rotated into the cache rows on this stream.
+    ASSIGN_OR_RETURN(const void* k_stage, streamer.Deliver(l, kc.v[l].get(), impl_->stream));
+    RETURN_IF_ERROR(LaunchRopeKeys(k_stage, kc.k[l].get(), block_tokens, c.num_kv_heads, c.head_dim,
+                                   c.rope.rotary_dim, impl_->model->inv_freq(), 0, precision(), impl_->stream));
+    return streamer.Consumed(l, impl_->stream);
+  };
+  StatusOr<std::vector<float>> logits = ExtendImpl(*result.cache, final_tokens, options.all_logits, &deliver);
+  LayerStreamer::Stats st;
+  const Status finished = streamer.Finish(&st);
+  if (stats != nullptr) *stats = {st.read_ms, st.wait_ms, st.bytes};
+  if (!logits.ok()) {
+    cudaStreamSynchronize(impl_->stream);  // work enqueued before the error still reads the cache
+    return logits.status();
+  }
+  RETURN_IF_ERROR(finished);
+  result.logits = std::move(logits).value();
+  return result;
+}
+
 // ---- decoding ----
 
-Status CudaRuntime::DecodeStep(DeviceKVCache& cache) {
+namespace {
+SampleRule Rule(const SamplingOptions& o) { return {o.temperature, o.top_k, o.top_p}; }
+}  // namespace
+
+Status CudaRuntime::DecodeStep(DeviceKVCache& cache, const SamplingOptions& sampling) {
   const ModelConfig& c = config();
   DeviceKVCache::Impl& kc = *cache.impl_;
   DeviceModel& m = *impl_->model;
@@ -656,11 +724,16 @@ Status CudaRuntime::DecodeStep(DeviceKVCache& cache) {
     a.logits_rows = 1;
     a.logits = kc.logits.as<float>();
     RETURN_IF_ERROR(m.Forward(a));
-    RETURN_IF_ERROR(LaunchArgMax(kc.logits.as<float>(), c.vocab_size, kc.next(), impl_->stream));
+    RETURN_IF_ERROR(LaunchSample(kc.logits.as<float>(), c.vocab_size, Rule(sampling), kc.rng.as<uint64_t>(),
+                                 kc.sample_scratch.get(), kc.sample_scratch.bytes(), kc.next(), impl_->stream));
     return LaunchAdvanceDecode(kc.token(), kc.next(), kc.pos(), kc.seq(), impl_->stream);
   };
   if (!impl_->options.decode_graphs) return enqueue();
-  if (kc.graph != nullptr && kc.graph_generation != m.scratch_generation()) kc.DropGraph();
+  if (kc.graph != nullptr && (kc.graph_generation != m.scratch_generation() ||
+                              kc.graph_temperature != sampling.temperature || kc.graph_top_k != sampling.top_k ||
+                              kc.graph_top_p != sampling.top_p)) {
+    kc.DropDecodeGraph();
+  }
   if (kc.graph != nullptr) return CudaStatus(cudaGraphLaunch(kc.graph, impl_->stream), "cudaGraphLaunch");
   // First step on this cache (or after it or the scratch moved): run eagerly, which also creates the GEMM
   // plans and loads the kernels, then capture the same step for the next ones.
@@ -675,6 +748,9 @@ Status CudaRuntime::DecodeStep(DeviceKVCache& cache) {
   cudaGraphDestroy(graph);
   CUDA_RETURN_IF_ERROR(inst);
   kc.graph_generation = m.scratch_generation();
+  kc.graph_temperature = sampling.temperature;
+  kc.graph_top_k = sampling.top_k;
+  kc.graph_top_p = sampling.top_p;
   return Status::OK();
 }
 
@@ -686,33 +762,42 @@ StatusOr<std::vector<int32_t>> CudaRuntime::Decode(DeviceKVCache& cache, std::sp
                                    " values; the vocabulary has " + std::to_string(c.vocab_size));
   }
   DeviceKVCache::Impl& kc = *cache.impl_;
-  Sampler sampler(options.sampling);
-  const bool greedy = options.sampling.temperature <= 0.0f || options.sampling.top_k == 1;
+  const SamplingOptions& so = options.sampling;
+  const bool greedy = so.temperature <= 0.0f || so.top_k == 1;
   std::vector<int32_t> out;
   auto stop = [&](int32_t t) {
     return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end();
   };
   if (options.max_new_tokens <= 0) return out;
-  int32_t token = sampler.Next(last_logits);
+  int32_t token = 0;
+  if (greedy) {
+    token = ArgMax(last_logits);
+  } else {
+    // Every token, the first too, is drawn on the device from the generator seeded as the host Sampler's.
+    ASSIGN_OR_RETURN(const size_t scratch_bytes, SampleScratchBytes(c.vocab_size));
+    bool grew = false;
+    RETURN_IF_ERROR(kc.sample_scratch.Reserve(scratch_bytes, &grew));
+    if (kc.rng.get() == nullptr) RETURN_IF_ERROR(kc.rng.Allocate(32));
+    if (grew) kc.DropDecodeGraph();  // the captured step holds the old scratch's address
+    const std::array<uint64_t, 4> seed_state = Sampler(so).state();
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kc.rng.get(), seed_state.data(), 32, cudaMemcpyHostToDevice, impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kc.logits.get(), last_logits.data(), last_logits.size() * 4,
+                                         cudaMemcpyHostToDevice, impl_->stream));
+    RETURN_IF_ERROR(LaunchSample(kc.logits.as<float>(), c.vocab_size, Rule(so), kc.rng.as<uint64_t>(), kc.sample_scratch.get(),
+                                 kc.sample_scratch.bytes(), kc.next(), impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&token, kc.next(), 4, cudaMemcpyDeviceToHost, impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  }
   out.push_back(token);
   if (stop(token) || options.max_new_tokens == 1) return out;
   RETURN_IF_ERROR(CheckLength(c, kc.length + options.max_new_tokens - 1));
   RETURN_IF_ERROR(Reserve(cache, kc.length + options.max_new_tokens - 1));
   const int32_t state[8] = {token, 0, static_cast<int32_t>(kc.length), 0, 0, 1, static_cast<int32_t>(kc.length), 0};
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kc.state.get(), state, sizeof(state), cudaMemcpyHostToDevice, impl_->stream));
-  std::vector<float> logits(greedy ? 0 : c.vocab_size);
   for (int step = 1; step < options.max_new_tokens; ++step) {
-    RETURN_IF_ERROR(DecodeStep(cache));
-    if (greedy) {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&token, kc.next(), 4, cudaMemcpyDeviceToHost, impl_->stream));
-      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
-    } else {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits.data(), kc.logits.get(), logits.size() * 4, cudaMemcpyDeviceToHost,
-                                           impl_->stream));
-      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
-      token = sampler.Next(logits);
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kc.token(), &token, 4, cudaMemcpyHostToDevice, impl_->stream));
-    }
+    RETURN_IF_ERROR(DecodeStep(cache, so));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&token, kc.next(), 4, cudaMemcpyDeviceToHost, impl_->stream));
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
     kc.length += 1;
     out.push_back(token);
     if (stop(token)) break;

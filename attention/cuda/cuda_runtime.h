@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -39,6 +40,20 @@ struct CudaRuntimeOptions {
   // at the same offset as one of the last two: the second such call captures it, later ones replay it.
   // Default: true.
   bool extend_graphs = true;
+  // PrefillStreamed's defaults (StreamOptions): layers staged in pinned memory at once, and reader threads.
+  int stream_slots = 4;
+  int stream_readers = 2;
+};
+
+// CudaRuntime::PrefillStreamed's knobs and what it measured.
+struct StreamOptions {
+  int slots = 4;    // layers staged in pinned memory at once
+  int readers = 2;  // reader threads (1 .. slots - 1)
+};
+struct StreamStats {
+  double read_ms = 0;  // in the reader, summed over the reader threads
+  double wait_ms = 0;  // the forward pass waiting for a layer not yet read
+  size_t bytes = 0;    // copied to the device
 };
 
 class CudaRuntime;
@@ -98,6 +113,7 @@ class CudaRuntime {
   CudaRuntime& operator=(const CudaRuntime&) = delete;
 
   const ModelConfig& config() const;
+  const CudaRuntimeOptions& options() const;
   Precision precision() const;
   std::string device_name() const;
   // Which attention kernels this process runs (attention/cuda/attention.cuh, AttnKernel): "wgmma (decode:
@@ -135,11 +151,26 @@ class CudaRuntime {
                                       int64_t capacity = 0);
   StatusOr<CudaPrefillResult> PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options = {},
                                           int64_t capacity = 0);
+
+  // Prefill over stored blocks streamed in layer by layer while the final block's forward pass runs
+  // (DESIGN §5): `read(layer, k, v)` writes layer `layer` of every block, in prompt order and token-major
+  // ((block_tokens, kv_heads, head_dim) values of the runtime's storage type: bf16 or fp16 as precision()),
+  // pre-RoPE keys into pinned host memory `k` and values into `v`. Reader threads call it, a few layers
+  // ahead; each layer is copied on a second stream and its keys rotated to their positions 0 ..
+  // block_tokens - 1 just before that layer's attention, which waits for that layer only. The result
+  // equals Prefill over the same blocks (bit for bit). A reader's error ends the pass and is returned.
+  // `stream` null: CudaRuntimeOptions' stream_slots and stream_readers.
+  using LayerReader = std::function<Status(int layer, void* k, void* v)>;
+  StatusOr<CudaPrefillResult> PrefillStreamed(int64_t block_tokens, const LayerReader& read,
+                                              std::span<const int32_t> final_tokens,
+                                              const PrefillOptions& options = {}, int64_t capacity = 0,
+                                              const StreamOptions* stream = nullptr, StreamStats* stats = nullptr);
   StatusOr<std::vector<float>> Extend(DeviceKVCache& cache, std::span<const int32_t> tokens,
                                       const PrefillOptions& options = {});
 
-  // Runtime::Decode, with the same token choice (the host Sampler; greedy argmax also runs on the device).
-  // Each step after the first is one replay of a CUDA graph captured for this cache (options.decode_graphs).
+  // Runtime::Decode, with the same token choice: greedy argmax, or the host Sampler's rule and generator run
+  // on the device (sampling.cuh; the first token's too). Each step after the first is one replay of a CUDA
+  // graph captured for this cache and sampling rule (options.decode_graphs): forward, token choice, advance.
   StatusOr<std::vector<int32_t>> Decode(DeviceKVCache& cache, std::span<const float> last_logits,
                                         const DecodeOptions& options);
 
@@ -156,8 +187,10 @@ class CudaRuntime {
   CudaRuntime();
   Status CheckTokens(std::span<const int32_t> tokens) const;
   Status Reserve(DeviceKVCache& cache, int64_t capacity);
-  StatusOr<std::vector<float>> ExtendImpl(DeviceKVCache& cache, std::span<const int32_t> tokens, bool all_logits);
-  Status DecodeStep(DeviceKVCache& cache);
+  // before_attention: ForwardArgs::before_attention (the pass then runs eagerly, never captured).
+  StatusOr<std::vector<float>> ExtendImpl(DeviceKVCache& cache, std::span<const int32_t> tokens, bool all_logits,
+                                          const std::function<Status(int)>* before_attention = nullptr);
+  Status DecodeStep(DeviceKVCache& cache, const SamplingOptions& sampling);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -268,6 +268,7 @@ Status DeviceModel::Forward(const ForwardArgs& a) {
     RETURN_IF_ERROR(LaunchQkvRope(rp, pr, s));
     prof.End();
     if (!need_hidden && l == c.num_layers - 1) break;
+    if (a.before_attention) RETURN_IF_ERROR(a.before_attention(l));
 
     // attn: (n, heads, head_dim) = softmax(q k^T * scale) v over each sequence's keys.
     AttnParams ap;

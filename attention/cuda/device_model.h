@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -80,6 +81,9 @@ struct ForwardArgs {
   // with k_raw set, the last layer's attention and MLP.
   int64_t logits_rows = 0;
   float* logits = nullptr;
+  // Optional: called on the host before layer l's attention is enqueued (the keys and values it reads must
+  // be in place by then on the forward's stream). The streaming prefill delivers stored layers here.
+  std::function<Status(int layer)> before_attention;
 };
 
 class DeviceModel {

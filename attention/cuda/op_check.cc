@@ -1,6 +1,7 @@
 #include "attention/cuda/op_check.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "attention/cuda/attention.cuh"
@@ -9,6 +10,8 @@
 #include "attention/cuda/elementwise.cuh"
 #include "attention/cuda/gemm.h"
 #include "attention/cuda/rope.cuh"
+#include "attention/cuda/sampling.cuh"
+#include "attention/sampling.h"
 #include "db/dtype.h"
 
 namespace blockkv::cuda::opcheck {
@@ -220,6 +223,29 @@ StatusOr<int32_t> ArgMax(const std::vector<float>& logits) {
   int32_t idx = -1;
   CUDA_RETURN_IF_ERROR(cudaMemcpy(&idx, out.get(), 4, cudaMemcpyDeviceToHost));
   return idx;
+}
+
+StatusOr<std::vector<int32_t>> Sample(const std::vector<float>& logits, float temperature, int top_k, float top_p,
+                                      uint64_t seed, int draws) {
+  const int vocab = static_cast<int>(logits.size());
+  ASSIGN_OR_RETURN(DeviceBuffer dl, ToDeviceRaw(logits));
+  ASSIGN_OR_RETURN(const size_t scratch_bytes, SampleScratchBytes(vocab));
+  ASSIGN_OR_RETURN(DeviceBuffer scratch, Poisoned(scratch_bytes));
+  ASSIGN_OR_RETURN(DeviceBuffer out, Poisoned(4 * static_cast<size_t>(draws)));
+  SamplingOptions so;
+  so.seed = seed;
+  const std::array<uint64_t, 4> state = Sampler(so).state();
+  DeviceBuffer rng;
+  RETURN_IF_ERROR(rng.Allocate(32));
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(rng.get(), state.data(), 32, cudaMemcpyHostToDevice));
+  for (int i = 0; i < draws; ++i) {
+    RETURN_IF_ERROR(LaunchSample(dl.as<float>(), vocab, SampleRule{temperature, top_k, top_p}, rng.as<uint64_t>(),
+                                 scratch.get(), scratch.bytes(), out.as<int32_t>() + i, nullptr));
+  }
+  CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  std::vector<int32_t> tokens(draws);
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(tokens.data(), out.get(), 4 * tokens.size(), cudaMemcpyDeviceToHost));
+  return tokens;
 }
 
 }  // namespace blockkv::cuda::opcheck

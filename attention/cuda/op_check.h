@@ -57,6 +57,11 @@ bool WgmmaUsable();
 // Index of the largest logit (lowest among equals).
 StatusOr<int32_t> ArgMax(const std::vector<float>& logits);
 
+// `draws` tokens drawn one after another by LaunchSample (sampling.cuh) from the same logits, its generator
+// seeded as Sampler's with `seed`.
+StatusOr<std::vector<int32_t>> Sample(const std::vector<float>& logits, float temperature, int top_k, float top_p,
+                                      uint64_t seed, int draws);
+
 // Values as the device stores them in T: round to nearest even and back (host-side, for references).
 std::vector<float> RoundTo(const std::vector<float>& x, Precision precision);
 

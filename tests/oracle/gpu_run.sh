@@ -40,11 +40,11 @@ fi
 has bench && step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json "$OUT/bench.json" "$@"
 # The same benchmark with the pre-Hopper attention kernel everywhere (BLOCKKV_ATTN_KERNEL=mma), no HF side:
 # what the wgmma kernel is worth.
-has ablation && step ablation 200 env BLOCKKV_ATTN_KERNEL=mma blockkv bench --json "$OUT/bench_mma.json" "$@"
+has ablation && step ablation 200 env BLOCKKV_ATTN_KERNEL=mma blockkv bench --no-store-bench --json "$OUT/bench_mma.json" "$@"
 # The attention kernels alone, per layer call (docs/cuda.md, "Attention"), when blockkv_attn_bench is on PATH.
 has attnbench && step attnbench 120 blockkv_attn_bench --json "$OUT/attn_bench.json"
 # Per-op CUDA-event totals of each eager forward pass (diagnostics; timings inflated by the events).
-has profile && step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --lengths 512,32768 --repeats 1 --decode-tokens 2
+has profile && step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --no-store-bench --lengths 512,32768 --repeats 1 --decode-tokens 2
 echo "== gpu"; cat "$OUT/gpu.txt"
 has tests && { echo "== tests"; grep -E "failure|error|passed|skipped|Test module" "$OUT/tests.log" | tail -15; }
 has memcheck && { echo "== memcheck"; grep -E "ERROR SUMMARY|failure|passed" "$OUT/memcheck.log" | tail -5; }
