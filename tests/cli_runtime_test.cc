@@ -60,6 +60,17 @@ BOOST_AUTO_TEST_CASE(make_model_precompute_run) {
   BOOST_REQUIRE(Run("precompute --json --model " + dir.str("m") + " --store " + dir.str("s") + " --corpus " +
                         dir.str("corpus.jsonl"), &o) == 0);
   BOOST_TEST(nlohmann::json::parse(o)["already_stored"].get<int>() == 2);
+  // --codec picks how the blocks are stored (zstd-split by default).
+  BOOST_REQUIRE(Run("ls " + dir.str("s") + " --json", &o) == 0);
+  for (const auto& b : nlohmann::json::parse(o)) BOOST_TEST(b["codec"].get<std::string>() == "zstd-split");
+  BOOST_REQUIRE_MESSAGE(Run("precompute --codec raw --model " + dir.str("m") + " --store " + dir.str("raw") +
+                                " --corpus " + dir.str("corpus.jsonl"), &o) == 0, o);
+  BOOST_REQUIRE(Run("ls " + dir.str("raw") + " --json", &o) == 0);
+  BOOST_TEST(nlohmann::json::parse(o).size() == 2u);
+  for (const auto& b : nlohmann::json::parse(o)) BOOST_TEST(b["codec"].get<std::string>() == "raw");
+  BOOST_TEST(Run("precompute --codec lz4 --model " + dir.str("m") + " --store " + dir.str("x") + " --corpus " +
+                     dir.str("corpus.jsonl"), &o) == 1);
+  BOOST_TEST(o.find("lz4") != std::string::npos, o);
 
   const std::string base = "run --model " + dir.str("m") + " --store " + dir.str("s") + " --prompt " + dir.str("prompt.json");
   BOOST_REQUIRE_MESSAGE(Run(base + " --json --max-new-tokens 3 --logits-out " + dir.str("last.npy"), &o) == 0, o);

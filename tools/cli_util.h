@@ -34,6 +34,10 @@ inline void Check(const Status& s) {
 // Read-only commands open the store as a secondary instance, so they work beside a live writer.
 std::unique_ptr<BlockStore> OpenForRead(const std::string& path);
 std::unique_ptr<BlockStore> OpenForWrite(const std::string& path, bool create = false);
+// The same, writing new blocks with `codec` ("raw" or "zstd-split"; empty: the store's default, zstd-split).
+std::unique_ptr<BlockStore> OpenForWrite(const std::string& path, bool create, const std::string& codec);
+// --codec on the commands that store blocks.
+void AddCodecOption(CLI::App* sub, std::string* codec);
 
 // Accepts a block id (32 hex digits), a unique id prefix of at least 8 hex digits, or a name.
 BlockId ResolveBlock(BlockStore* store, const std::string& ref);

@@ -110,7 +110,7 @@ void RegisterMakeModel(CLI::App& app) {
 
 void RegisterPrecompute(CLI::App& app) {
   struct Opts {
-    std::string model, store, corpus, kv_dtype, device = "cpu";
+    std::string model, store, corpus, kv_dtype, device = "cpu", codec;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -122,12 +122,13 @@ void RegisterPrecompute(CLI::App& app) {
   sub->add_option("--store", o->store, "Store directory (created if missing)")->required();
   sub->add_option("--corpus", o->corpus, "Passages, JSON Lines")->required();
   sub->add_option("--kv-dtype", o->kv_dtype, "Stored KV dtype: f32, bf16, f16 (default: f32 on cpu, bf16 on cuda)");
+  AddCodecOption(sub, &o->codec);
   AddDeviceOption(sub, &o->device);
   sub->add_flag("--json", o->json, "Print a JSON summary");
   sub->callback([o] {
     auto passages = Check(ReadCorpusFile(o->corpus));
     Backend backend = OpenBackend(o->device, o->model);
-    auto store = OpenForWrite(o->store, /*create=*/true);
+    auto store = OpenForWrite(o->store, /*create=*/true, o->codec);
     EngineOptions eo;
     eo.kv_dtype = ParseKvDType(o->kv_dtype, o->device);
     Engine engine(backend.backend.get(), store.get(), eo);
@@ -157,7 +158,7 @@ void RegisterPrecompute(CLI::App& app) {
 }
 
 struct RunOpts {
-  std::string model, store, prompt, mode = "block", logits_out, kv_dtype, device = "cpu";
+  std::string model, store, prompt, mode = "block", logits_out, kv_dtype, device = "cpu", codec;
   int max_new_tokens = 16;
   bool all_logits = false, json = false, no_store = false, no_stream = false;
   float temperature = 0, top_p = 1;
@@ -188,6 +189,7 @@ void RegisterRun(CLI::App& app) {
   sub->add_option("--kv-dtype", o->kv_dtype,
                   "Dtype of blocks stored on a miss: f32, bf16, f16 (default: f32 on cpu, bf16 on cuda)");
   sub->add_flag("--no-store", o->no_store, "Do not store blocks that were missing");
+  AddCodecOption(sub, &o->codec);
   AddDeviceOption(sub, &o->device);
   sub->add_flag("--no-stream", o->no_stream,
                 "On cuda: load every stored block before the prefill instead of streaming them in layer by "
@@ -201,7 +203,7 @@ void RegisterRun(CLI::App& app) {
     const bool block = o->mode == "block";
     if (block) {
       if (o->store.empty()) Fail("block mode needs --store (use --mode full to run without one)");
-      store = OpenForWrite(o->store, /*create=*/true);
+      store = OpenForWrite(o->store, /*create=*/true, o->codec);
     }
     EngineOptions eo;
     eo.kv_dtype = ParseKvDType(o->kv_dtype, o->device);
