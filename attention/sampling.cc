@@ -5,6 +5,8 @@
 #include <numeric>
 #include <vector>
 
+#include "attention/xoshiro.h"
+
 namespace blockkv {
 
 namespace {
@@ -14,7 +16,6 @@ uint64_t SplitMix64(uint64_t& x) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 int32_t ArgMax(std::span<const float> logits) {
@@ -30,18 +31,7 @@ Sampler::Sampler(const SamplingOptions& options) : options_(options) {
   for (uint64_t& s : s_) s = SplitMix64(x);
 }
 
-double Sampler::Uniform() {
-  // xoshiro256**
-  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = Rotl(s_[3], 45);
-  return static_cast<double>(result >> 11) * 0x1.0p-53;
-}
+double Sampler::Uniform() { return XoshiroUniform(s_); }
 
 int32_t Sampler::Next(std::span<const float> logits) {
   if (options_.temperature <= 0.0f || options_.top_k == 1) return ArgMax(logits);

@@ -102,66 +102,52 @@ std::string Fmt(double v, int digits = 2) {
   return buf;
 }
 
-// Block TTFT with the passages in a store: precomputed through the Engine (bf16), then answered by it,
-// streamed and loaded first. Adds store_* fields to `row`; removes the store afterwards.
+// Block TTFT with the passages in a store: precomputed through the Engine (bf16) with the default codec,
+// then answered by it streamed and loaded first; then the same with raw (uncompressed) blocks, streamed.
+// Adds store_* fields to `row`; removes the stores afterwards.
 void StoreTtft(const BenchOptions& o, CudaRuntime* rt, const std::vector<std::vector<int32_t>>& passages,
                const std::vector<int32_t>& question, const fs::path& dir, nlohmann::json& row) {
-  fs::remove_all(dir);
-  {
-    auto store = Check(BlockStore::Open(dir.string(), StoreOptions()));
-    const ModelFingerprint fp(HashBytes(o.preset.data(), o.preset.size()));
-    auto backend = cuda::CudaBackend::Borrow(rt, fp);
+  auto backend = cuda::CudaBackend::Borrow(rt, ModelFingerprint(HashBytes(o.preset.data(), o.preset.size())));
+  EngineRequest req;
+  for (const auto& p : passages) req.blocks.push_back({p, ""});
+  req.final_tokens = question;
+  req.decode.max_new_tokens = 0;
+  // Times Run over `store` (median of `repeats`), checking that every passage was a hit, streamed or not.
+  auto time_runs = [&](BlockStore* store, bool stream, int repeats, EngineTiming* last) {
     EngineOptions eo;
     eo.kv_dtype = DType::kBF16;
-    Engine engine(backend.get(), store.get(), eo);
-    const auto w0 = std::chrono::steady_clock::now();
-    for (const auto& p : passages) Check(engine.Precompute(p, ""));
-    row["store_write_ms"] = Ms(std::chrono::steady_clock::now() - w0);
-    EngineRequest req;
-    for (const auto& p : passages) req.blocks.push_back({p, ""});
-    req.final_tokens = question;
-    req.decode.max_new_tokens = 0;
-    EngineTiming last;
-    row["store_ttft_streamed_ms"] = TimeMedian(o.repeats, [&] {
+    eo.stream_layers = stream;
+    Engine engine(backend.get(), store, eo);
+    return TimeMedian(repeats, [&] {
       const EngineResult r = Check(engine.Run(req));
-      if (r.timing.hits != static_cast<int>(passages.size()) || !r.timing.streamed) Fail("bench: store run did not stream every passage");
-      last = r.timing;
+      if (r.timing.hits != static_cast<int>(passages.size()) || r.timing.streamed != stream)
+        Fail("bench: a store run did not read every passage as asked");
+      *last = r.timing;
     });
-    row["store_stream_read_ms"] = last.load_ms;
-    row["store_stream_wait_ms"] = last.stream_wait_ms;
-    row["store_bytes"] = last.bytes_loaded;
-    eo.stream_layers = false;
-    Engine loaded(backend.get(), store.get(), eo);
-    row["store_ttft_loaded_ms"] = TimeMedian(std::min(o.repeats, 2), [&] {
-      const EngineResult r = Check(loaded.Run(req));
-      if (r.timing.hits != static_cast<int>(passages.size()) || r.timing.streamed) Fail("bench: store run was not loaded");
-      last = r.timing;
-    });
-    row["store_loaded_load_ms"] = last.load_ms;
-  }
-  fs::remove_all(dir);
-  {
-    // The same passages stored uncompressed (Codec::kRaw): what the codec's decoding costs the stream.
+  };
+  for (const Codec codec : {Codec::kZstdSplit, Codec::kRaw}) {
+    const std::string prefix = codec == Codec::kRaw ? "store_raw_" : "store_";
+    fs::remove_all(dir);
     StoreOptions so;
-    so.codec = Codec::kRaw;
+    so.codec = codec;
     auto store = Check(BlockStore::Open(dir.string(), so));
-    auto backend = cuda::CudaBackend::Borrow(rt, ModelFingerprint(HashBytes(o.preset.data(), o.preset.size())));
-    EngineOptions eo;
-    eo.kv_dtype = DType::kBF16;
-    Engine engine(backend.get(), store.get(), eo);
-    for (const auto& p : passages) Check(engine.Precompute(p, ""));
-    EngineRequest req;
-    for (const auto& p : passages) req.blocks.push_back({p, ""});
-    req.final_tokens = question;
-    req.decode.max_new_tokens = 0;
+    {
+      EngineOptions eo;
+      eo.kv_dtype = DType::kBF16;
+      Engine writer(backend.get(), store.get(), eo);
+      const auto w0 = std::chrono::steady_clock::now();
+      for (const auto& p : passages) Check(writer.Precompute(p, ""));
+      row[prefix + "write_ms"] = Ms(std::chrono::steady_clock::now() - w0);
+    }
     EngineTiming last;
-    row["store_raw_ttft_streamed_ms"] = TimeMedian(o.repeats, [&] {
-      const EngineResult r = Check(engine.Run(req));
-      if (r.timing.hits != static_cast<int>(passages.size()) || !r.timing.streamed) Fail("bench: store run did not stream every passage");
-      last = r.timing;
-    });
-    row["store_raw_stream_read_ms"] = last.load_ms;
-    row["store_raw_stream_wait_ms"] = last.stream_wait_ms;
+    row[prefix + "ttft_streamed_ms"] = time_runs(store.get(), true, o.repeats, &last);
+    row[prefix + "stream_read_ms"] = last.load_ms;
+    row[prefix + "stream_wait_ms"] = last.stream_wait_ms;
+    row[prefix + "bytes"] = last.bytes_loaded;
+    if (codec == Codec::kZstdSplit) {
+      row["store_ttft_loaded_ms"] = time_runs(store.get(), false, std::min(o.repeats, 2), &last);
+      row["store_loaded_load_ms"] = last.load_ms;
+    }
   }
   fs::remove_all(dir);
 }

@@ -7,6 +7,7 @@
 
 #include "attention/cuda/cuda_status.h"
 #include "attention/cuda/elementwise.cuh"
+#include "attention/xoshiro.h"
 
 namespace blockkv::cuda {
 namespace {
@@ -22,21 +23,6 @@ __global__ void SamplePrepKernel(const float* __restrict__ logits, int vocab, fl
     keys[i] = v == 0.0f ? 0.0f : v;
     vals[i] = i;
   }
-}
-
-__device__ __forceinline__ uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-// Sampler::Uniform: xoshiro256**, the top 53 bits as a double in [0, 1).
-__device__ double NextUniform(uint64_t* s) {
-  const uint64_t result = Rotl(s[1] * 5, 7) * 9;
-  const uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = Rotl(s[3], 45);
-  return static_cast<double>(result >> 11) * 0x1.0p-53;
 }
 
 struct MinOp {
@@ -60,7 +46,7 @@ __global__ void __launch_bounds__(kSelectThreads)
   const int begin = min(keep, static_cast<int>(threadIdx.x) * chunk), end = min(keep, begin + chunk);
   const double m = static_cast<double>(keys[0]) / t;
   auto weight = [&](int i) { return exp(static_cast<double>(keys[i]) / t - m); };
-  if (threadIdx.x == 0) s_u = NextUniform(rng);
+  if (threadIdx.x == 0) s_u = XoshiroUniform(rng);  // Sampler::Uniform's draw
 
   double local = 0;
   for (int i = begin; i < end; ++i) local += weight(i);
