@@ -4,7 +4,8 @@
 # benchmark with HF's side, the benchmark again on the mma.sync attention kernel (ablation), and a per-op
 # profile pass (BLOCKKV_CUDA_PROFILE=1). Logs and JSON go to OUTDIR; a summary is printed last.
 #
-# STEPS may also name attnbench (the kernel-only timings of blockkv_attn_bench).
+# STEPS may also name attnbench (the kernel-only timings of blockkv_attn_bench) and sdpabench (torch's
+# fused attention backends on the same cases).
 #
 # Usage (on the GPU host, from the repository root, after `source PACK/env.sh` puts blockkv and
 # blockkv_tests on PATH):  tests/oracle/gpu_run.sh OUTDIR [BENCH_ARGS...]
@@ -43,6 +44,8 @@ has bench && step bench 420 blockkv bench --hf-script "$HERE/hf_bench.py" --json
 has ablation && step ablation 200 env BLOCKKV_ATTN_KERNEL=mma blockkv bench --no-store-bench --json "$OUT/bench_mma.json" "$@"
 # The attention kernels alone, per layer call (docs/cuda.md, "Attention"), when blockkv_attn_bench is on PATH.
 has attnbench && step attnbench 120 blockkv_attn_bench --json "$OUT/attn_bench.json"
+# torch's cuDNN and FlashAttention-2 backends on the same cases (tests/oracle/sdpa_bench.py).
+has sdpabench && step sdpabench 120 python3 "$HERE/sdpa_bench.py" --json "$OUT/sdpa_bench.json"
 # Per-op CUDA-event totals of each eager forward pass (diagnostics; timings inflated by the events).
 has profile && step profile 90 env BLOCKKV_CUDA_PROFILE=1 blockkv bench --no-store-bench --lengths 512,32768 --repeats 1 --decode-tokens 2
 echo "== gpu"; cat "$OUT/gpu.txt"
@@ -52,5 +55,6 @@ has oracle && { echo "== oracle"; tail -10 "$OUT/oracle.log"; }
 has bench && { echo "== bench"; tail -12 "$OUT/bench.log"; }
 has ablation && { echo "== ablation (mma.sync attention)"; tail -8 "$OUT/ablation.log"; }
 has attnbench && { echo "== attnbench"; cat "$OUT/attnbench.log"; }
+has sdpabench && { echo "== sdpabench"; tail -8 "$OUT/sdpabench.log"; }
 has profile && { echo "== profile"; grep -E "cuda_profile" "$OUT/profile.log" | sort | uniq -c | sort -rn | head -12; }
 echo "== steps"; printf '%s\n' "${summary[@]}"
