@@ -2,7 +2,12 @@
 // (32 query heads, 8 KV heads, head_dim 128, bf16), per layer call. The per-kernel figures in docs/cuda.md
 // ("Attention") come from it:
 //
-//   blockkv_attn_bench [CASE] [--json FILE]      CASE: final50@32K, prefill8K or prefill32K (default: all)
+//   blockkv_attn_bench [CASE] [--json FILE]      CASE: final50@32K, prefill8K, prefill32K, encode32K or
+//                                                 decode@32K (one token over 32K keys)
+//                                                 (default: all)
+//
+// encode32K is the batched encoding of 32718 tokens of passages of 100-200 tokens, each causal over itself
+// (one call with a sequence per passage, as EncodeBlocks runs it); FLOP counts the real tokens only.
 //
 // Each case launches LaunchAttention with the split count the runtime would choose, 3 warm-up calls, then
 // the mean of 20 (3 for 32K prefill) timed with CUDA events. FLOP: 4 · rows · keys · head_dim (causal
@@ -12,6 +17,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -26,7 +32,19 @@ namespace {
 struct Case {
   const char* name;
   int n, past;  // final-block tokens and the keys before them (0: a causal prefill of n tokens)
+  bool encode = false;  // n tokens as passages of 100-200 tokens, each causal over itself (batched encoding)
 };
+
+// The passage lengths of the encode case: 100 + (37 i mod 101) tokens, n in all (sdpa_bench.py uses the same).
+std::vector<int> PassageLengths(int n) {
+  std::vector<int> lengths;
+  for (int i = 0, total = 0; total < n; ++i) {
+    const int len = std::min(100 + (37 * i) % 101, n - total);
+    lengths.push_back(len);
+    total += len;
+  }
+  return lengths;
+}
 
 bool Ok(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return true;
@@ -42,7 +60,11 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else only = argv[i];
   }
-  const Case cases[] = {{"final50@32K", 50, 32718}, {"prefill8K", 8192, 0}, {"prefill32K", 32768, 0}};
+  const Case cases[] = {{"final50@32K", 50, 32718},
+                        {"prefill8K", 8192, 0},
+                        {"prefill32K", 32768, 0},
+                        {"encode32K", 32718, 0, true},
+                        {"decode@32K", 1, 32767}};
   constexpr int kKvHeads = 8, kHeads = 32, kDim = 128, kGroup = kHeads / kKvHeads;
   int sms = 0;
   if (!Ok(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "no CUDA device")) return 1;
@@ -62,29 +84,44 @@ int main(int argc, char** argv) {
     void *dq = nullptr, *dk = nullptr, *dv = nullptr, *out = nullptr, *seqs = nullptr;
     float* ws = nullptr;
     const size_t ws_floats = AttentionPartialFloats(128, c.n, kHeads, kDim);
+    // One sequence, or (encode) one per passage, its queries and keys at the same rows.
+    std::vector<AttnSeq> seq_list;
+    double flop = c.past > 0 ? 4.0 * c.n * kHeads * static_cast<double>(keys) * kDim
+                             : 4.0 * kHeads * kDim * static_cast<double>(c.n) * c.n / 2;
+    int max_n = c.n;
+    if (c.encode) {
+      flop = 0;
+      max_n = 0;
+      int row = 0;
+      for (int len : PassageLengths(c.n)) {
+        seq_list.push_back({row, len, 0, row});
+        flop += 4.0 * kHeads * kDim * static_cast<double>(len) * len / 2;
+        max_n = std::max(max_n, len);
+        row += len;
+      }
+    } else {
+      seq_list.push_back({0, c.n, c.past, 0});
+    }
     if (!Ok(cudaMalloc(&dq, q.size() * 2), "cudaMalloc") || !Ok(cudaMalloc(&dk, k.size() * 2), "cudaMalloc") ||
         !Ok(cudaMalloc(&dv, k.size() * 2), "cudaMalloc") || !Ok(cudaMalloc(&out, q.size() * 2), "cudaMalloc") ||
-        !Ok(cudaMalloc(&seqs, sizeof(AttnSeq)), "cudaMalloc") ||
+        !Ok(cudaMalloc(&seqs, seq_list.size() * sizeof(AttnSeq)), "cudaMalloc") ||
         !Ok(cudaMalloc(&ws, ws_floats * 4), "cudaMalloc")) {
       return 1;
     }
     cudaMemcpy(dq, q.data(), q.size() * 2, cudaMemcpyHostToDevice);
     cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice);
     cudaMemcpy(dv, k.data(), k.size() * 2, cudaMemcpyHostToDevice);
-    const AttnSeq seq{0, c.n, c.past, 0};
-    cudaMemcpy(seqs, &seq, sizeof(seq), cudaMemcpyHostToDevice);
-    const double flop = c.past > 0 ? 4.0 * c.n * kHeads * static_cast<double>(keys) * kDim
-                                   : 4.0 * kHeads * kDim * static_cast<double>(c.n) * c.n / 2;
+    cudaMemcpy(seqs, seq_list.data(), seq_list.size() * sizeof(AttnSeq), cudaMemcpyHostToDevice);
     for (AttnKernel kernel : {AttnKernel::kMmaSync, AttnKernel::kWgmma}) {
       if (kernel == AttnKernel::kWgmma && !WgmmaAttentionUsable()) continue;
       SetAttentionKernel(kernel);
       AttnParams p;
       p.q = dq, p.k = dk, p.v = dv, p.out = out;
-      p.seqs = static_cast<AttnSeq*>(seqs), p.num_seqs = 1;
+      p.seqs = static_cast<AttnSeq*>(seqs), p.num_seqs = static_cast<int>(seq_list.size());
       p.q_tokens = c.n, p.heads = kHeads, p.kv_heads = kKvHeads, p.head_dim = kDim;
       p.scale = 1.0f / std::sqrt(static_cast<float>(kDim));
-      p.max_rows = c.n * kGroup, p.max_keys = keys;
-      p.num_splits = AttentionSplits(p.max_rows, keys, kKvHeads, 1, sms);
+      p.max_rows = max_n * kGroup, p.max_keys = c.encode ? max_n : keys;
+      p.num_splits = AttentionSplits(p.max_rows, p.max_keys, kKvHeads, p.num_seqs, sms);
       p.workspace = ws;
       for (int i = 0; i < 3; ++i) {
         const blockkv::Status s = LaunchAttention(p, Precision::kBF16, sms, nullptr);
@@ -96,7 +133,7 @@ int main(int argc, char** argv) {
       cudaEvent_t start, stop;
       cudaEventCreate(&start);
       cudaEventCreate(&stop);
-      const int reps = c.n > 10000 ? 3 : 20;
+      const int reps = c.n > 10000 && !c.encode ? 3 : 20;
       cudaEventRecord(start);
       for (int i = 0; i < reps; ++i) (void)LaunchAttention(p, Precision::kBF16, sms, nullptr);
       cudaEventRecord(stop);

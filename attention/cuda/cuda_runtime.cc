@@ -195,7 +195,7 @@ std::string CudaRuntime::AttentionKernels() {
     case AttnKernel::kAuto:
       break;
   }
-  return WgmmaAttentionUsable() ? "wgmma (decode: mma.sync)" : "mma.sync";
+  return WgmmaAttentionUsable() ? "wgmma (decode, short-passage batches: mma.sync)" : "mma.sync";
 }
 
 Status CudaRuntime::CheckTokens(std::span<const int32_t> tokens) const {

@@ -116,8 +116,9 @@ class CudaRuntime {
   const CudaRuntimeOptions& options() const;
   Precision precision() const;
   std::string device_name() const;
-  // Which attention kernels this process runs (attention/cuda/attention.cuh, AttnKernel): "wgmma (decode:
-  // mma.sync)" on an sm_90 device, "mma.sync" elsewhere or when BLOCKKV_ATTN_KERNEL=mma.
+  // Which attention kernels this process runs (attention/cuda/attention.cuh, AttnKernel): "wgmma (decode,
+  // short-passage batches: mma.sync)" on an sm_90 device, "mma.sync" elsewhere or when
+  // BLOCKKV_ATTN_KERNEL=mma.
   static std::string AttentionKernels();
   int vocab_size() const { return config().vocab_size; }
 
