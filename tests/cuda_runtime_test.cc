@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <utility>
 #include <nlohmann/json.hpp>
@@ -544,8 +545,25 @@ BOOST_AUTO_TEST_CASE(cli_run_on_the_gpu) {
                                        " --store " + dir.str("s") + " --prompt " + dir.str("prompt.json"), &o) == 0, o);
   const auto j = nlohmann::json::parse(o);
   BOOST_TEST(j["timing"]["hits"].get<int>() == 2);
+  BOOST_TEST(j["timing"]["streamed"].get<bool>());
   BOOST_TEST(j["device"].get<std::string>().rfind("cuda", 0) == 0u);
   BOOST_TEST(j["tokens"].size() <= 4u);
+  // --no-stream loads the blocks first: the same logits, byte for byte; sampling flags run on the device.
+  const std::string base = cli + " run --device cuda --json --max-new-tokens 0 --all-logits --model " + dir.str("m") +
+                           " --store " + dir.str("s") + " --prompt " + dir.str("prompt.json");
+  BOOST_REQUIRE_MESSAGE(RunCommand(base + " --logits-out " + dir.str("a.npy"), &o) == 0, o);
+  BOOST_REQUIRE_MESSAGE(RunCommand(base + " --no-stream --logits-out " + dir.str("b.npy"), &o) == 0, o);
+  BOOST_TEST(!nlohmann::json::parse(o)["timing"]["streamed"].get<bool>());
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
+  };
+  BOOST_TEST(!slurp(dir.str("a.npy")).empty());
+  BOOST_TEST((slurp(dir.str("a.npy")) == slurp(dir.str("b.npy"))));
+  BOOST_REQUIRE_MESSAGE(RunCommand(cli + " run --device cuda --json --max-new-tokens 5 --temperature 0.9 --top-p 0.9 "
+                                         "--seed 3 --stop 999999 --model " + dir.str("m") + " --store " + dir.str("s") +
+                                         " --prompt " + dir.str("prompt.json"), &o) == 0, o);
+  BOOST_TEST(nlohmann::json::parse(o)["tokens"].size() == 5u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
