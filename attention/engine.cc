@@ -36,6 +36,7 @@ class LayerSource final : public BlockLayerSource {
     std::vector<LayerRequest> reqs;
     std::vector<size_t> converted;                // blocks read into tmp (stored in another dtype)
     std::vector<std::vector<uint8_t>> tmp;        // 2 per converted block
+    tmp.reserve(2 * sizes_.size());               // reqs point into its elements
     size_t row_offset = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < sizes_.size(); ++i) {

@@ -72,7 +72,14 @@ Status LayerStreamer::Start(int num_layers, size_t bytes, Reader read, int slots
   error_ = Status::OK();
   stop_ = false;
   stats_ = Stats();
-  for (int i = 0; i < readers; ++i) threads_.emplace_back([this] { ReaderLoop(); });
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  for (int i = 0; i < readers; ++i) {
+    threads_.emplace_back([this, device] {
+      cudaSetDevice(device);  // the caller's device, for the event waits (a new thread starts on device 0)
+      ReaderLoop();
+    });
+  }
   return Status::OK();
 }
 
