@@ -48,7 +48,8 @@ Backend OpenBackend(const std::string& device, const std::string& model_dir) {
 void AddDeviceOption(CLI::App* sub, std::string* device) {
   sub->add_option("--device", *device,
                   "cpu (the reference backend) or cuda (the GPU backend: bf16 weights, activations and KV on the "
-                  "device; stored blocks are uploaded and re-encoded there)")
+                  "device; stored blocks stream in layer by layer during the prefill and are re-encoded there; "
+                  "sampling runs there too)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
 }
