@@ -180,6 +180,10 @@ Status Engine::CheckMeta(const BlockId& id, const BlockMeta& m) const {
 Status Engine::Load(const BlockId& id, BlockKV* out, uint64_t* bytes) {
   ASSIGN_OR_RETURN(BlockMeta m, store_->GetMeta(id));
   RETURN_IF_ERROR(CheckMeta(id, m));
+  return LoadLayers(id, m, out, bytes);
+}
+
+Status Engine::LoadLayers(const BlockId& id, const BlockMeta& m, BlockKV* out, uint64_t* bytes) {
   const uint64_t tb = m.tensor_bytes();
   const size_t n = size_t{m.num_tokens()} * m.kv_heads * m.head_dim;
   out->tokens = m.num_tokens();
@@ -296,7 +300,7 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
         if (!r.block_hit[i]) continue;
         const auto l1 = Clock::now();
         uint64_t bytes = 0;
-        Status s = Load(r.block_ids[i], &kvs[i], &bytes);
+        Status s = LoadLayers(r.block_ids[i], metas[i], &kvs[i], &bytes);  // metadata checked at lookup
         t.load_ms += Ms(l1, Clock::now());
         if (s.IsNotFound()) {  // evicted between the lookup and the read
           r.block_hit[i] = false;

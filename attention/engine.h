@@ -116,6 +116,8 @@ class Engine {
   StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
   // InvalidArgument unless a stored block belongs to this model and has its shape.
   Status CheckMeta(const BlockId& id, const BlockMeta& m) const;
+  // Load's reading and conversion, for a block whose metadata `m` was already read and checked.
+  Status LoadLayers(const BlockId& id, const BlockMeta& m, BlockKV* out, uint64_t* bytes);
   Status Store(const BlockKV& kv, std::span<const int32_t> tokens, const std::string& name);
 
   std::unique_ptr<ModelBackend> owned_backend_;  // the CpuBackend of the Runtime constructor

@@ -822,7 +822,7 @@ Status BlockStoreImpl::GetLayer(const BlockId& id, uint32_t layer, void* k_out, 
                                 uint64_t tensor_bytes) {
   // RocksDB's own read-path CRC32c of the blob is skipped: every value carries a header checksum and
   // XXH3-64 of its decoded bytes, verified by DecodeTensor below, so damaged data is still never used;
-  // Debian's librocksdb computes CRC32c in software (~1.5 GB/s a core), about 40% of a read's time.
+  // Debian's librocksdb computes that CRC32c with a table-driven software loop, a large part of a read.
   // `blockkv verify` still checks RocksDB's block and whole-file checksums.
   rocksdb::ReadOptions ro;
   ro.verify_checksums = false;
