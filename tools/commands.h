@@ -10,6 +10,7 @@ void RegisterExchangeCommands(CLI::App& app);  // import, export
 void RegisterBenchStoreCommand(CLI::App& app); // bench-store
 void RegisterBenchCpuCommand(CLI::App& app);   // bench-cpu
 void RegisterRuntimeCommands(CLI::App& app);   // make-model, run, demo
+void RegisterTokenizeCommand(CLI::App& app);  // tokenize (tools/cmd_tokenize.cc)
 void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 
 }  // namespace blockkv::cli

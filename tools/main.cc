@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterBenchStoreCommand(app);
   blockkv::cli::RegisterBenchCpuCommand(app);
   blockkv::cli::RegisterRuntimeCommands(app);
+  blockkv::cli::RegisterTokenizeCommand(app);
   blockkv::cli::RegisterBenchCommand(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,81 @@
+#include "attention/model/regex.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+namespace blockkv {
+
+namespace {
+
+// Per-thread match data and JIT stack, shared by every Regex (matches never nest).
+struct ThreadMatchState {
+  pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+  pcre2_match_context* context = pcre2_match_context_create(nullptr);
+  ThreadMatchState() { pcre2_jit_stack_assign(context, nullptr, stack); }
+  ~ThreadMatchState() {
+    pcre2_match_context_free(context);
+    pcre2_jit_stack_free(stack);
+    pcre2_match_data_free(data);
+  }
+};
+
+ThreadMatchState& MatchState() {
+  thread_local ThreadMatchState state;
+  return state;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Regex>> Regex::Compile(const std::string& pattern) {
+  int err = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &offset, nullptr);
+  if (code == nullptr) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof(msg));
+    return Status::InvalidArgument("regex /" + pattern + "/ does not compile at offset " +
+                                   std::to_string(offset) + ": " + reinterpret_cast<const char*>(msg));
+  }
+  auto re = std::unique_ptr<Regex>(new Regex());
+  re->code_ = code;
+  re->pattern_ = pattern;
+  re->jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+  return re;
+}
+
+Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
+
+Status Regex::FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* matches) const {
+  ThreadMatchState& st = MatchState();
+  auto* code = static_cast<pcre2_code*>(code_);
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, st.data, st.context)
+                        : pcre2_match(code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, st.data,
+                                      st.context);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof(msg));
+      return Status::Internal("regex /" + pattern_ + "/: " + reinterpret_cast<const char*>(msg));
+    }
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(st.data);
+    const size_t start = ov[0], end = ov[1];
+    if (end == start) {
+      // An empty match: step over one character so the scan moves on.
+      if (start >= text.size()) break;
+      size_t next = start + 1;
+      while (next < text.size() && (static_cast<unsigned char>(text[next]) & 0xC0) == 0x80) ++next;
+      pos = next;
+      continue;
+    }
+    matches->emplace_back(start, end);
+    pos = end;
+  }
+  return Status::OK();
+}
+
+}  // namespace blockkv
