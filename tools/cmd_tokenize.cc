@@ -111,11 +111,12 @@ void RegisterTokenizeCommand(CLI::App& app) {
       std::vector<std::vector<int32_t>> ids;
       Check(tok->EncodeBatch(lines, !o->no_special, &ids, o->threads));
       const double elapsed = ms();
-      size_t count = 0;
+      size_t count = 0, bytes = 0;
       for (const auto& v : ids) count += v.size();
+      for (const auto& l : lines) bytes += l.size();
       if (o->json) {
-        PrintJson({{"ids", ids}, {"lines", lines.size()}, {"count", count}, {"bytes", input.size()},
-                   {"ms", elapsed}, {"mb_per_s", input.size() / 1e3 / std::max(elapsed, 1e-6)}});
+        PrintJson({{"ids", ids}, {"lines", lines.size()}, {"count", count}, {"bytes", bytes},
+                   {"ms", elapsed}, {"mb_per_s", bytes / 1e3 / std::max(elapsed, 1e-6)}});
         return;
       }
       std::string out;
