@@ -180,6 +180,9 @@ SyntheticModelSpec SmallArch(std::string_view arch, bool small) {
     s.intermediate_size = 688;
     s.vocab_size = 2048;
   }
+  s.tokenizer_style = arch == "llama3"  ? SyntheticTokenizerStyle::kLlama3
+                      : arch == "qwen2" ? SyntheticTokenizerStyle::kQwen2
+                                        : SyntheticTokenizerStyle::kLlama2;
   if (arch == "llama3") {
     s.arch = Architecture::kLlama;
     s.rope.type = RopeConfig::Type::kLlama3;
@@ -225,7 +228,13 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
                                    "' (llama3, llama2, mistral, qwen2)");
   }
   if (preset == "tiny" || preset == "small") {
-    return SmallArch(arch.empty() ? "llama3" : arch, preset == "small");
+    SyntheticModelSpec s = SmallArch(arch.empty() ? "llama3" : arch, preset == "small");
+    // The special tokens sit at the top of the small vocabularies (or at 0..2, SentencePiece-style).
+    ASSIGN_OR_RETURN(SyntheticTokenizerLayout l, SyntheticTokenizerIds(s.tokenizer_style, s.vocab_size));
+    s.bos_token_id = l.bos;
+    s.eos_token_id = l.stop_ids.front();
+    s.stop_token_ids = l.stop_ids;
+    return s;
   }
   std::string_view fixed;
   SyntheticModelSpec s;
@@ -235,6 +244,8 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
     s.num_layers = 32, s.hidden_size = 4096, s.num_heads = 32, s.num_kv_heads = 8, s.head_dim = 128;
     s.intermediate_size = 14336, s.vocab_size = 128256;
     s.bos_token_id = 128000, s.eos_token_id = 128001;
+    s.tokenizer_special_base = 128000;
+    s.stop_token_ids = {128001, 128004};  // <|end_of_text|>, <|eot_id|> of the synthetic tokenizer
   } else if (preset == "llama-2-7b") {
     fixed = "llama2";
     s = SmallArch(fixed, false);
@@ -256,6 +267,8 @@ StatusOr<SyntheticModelSpec> SyntheticPreset(std::string_view preset, std::strin
     s.sliding_window = 131072;
     s.tie_word_embeddings = false;
     s.bos_token_id = 151643, s.eos_token_id = 151643;
+    s.tokenizer_special_base = 151643;
+    s.stop_token_ids = {151643, 151645};  // <|endoftext|>, <|im_end|>
   } else {
     std::string names;
     for (const std::string& n : SyntheticPresetNames()) names += (names.empty() ? "" : ", ") + n;
@@ -291,7 +304,7 @@ std::string SyntheticConfigJson(const SyntheticModelSpec& s) {
   j["tie_word_embeddings"] = s.tie_word_embeddings;
   j["torch_dtype"] = TorchDTypeName(s.dtype);
   j["bos_token_id"] = s.bos_token_id;
-  j["eos_token_id"] = s.eos_token_id;
+  j["eos_token_id"] = s.stop_token_ids.empty() ? json(s.eos_token_id) : json(s.stop_token_ids);
   j["use_cache"] = true;
   j["transformers_version"] = "4.46.0";
   if (s.arch == Architecture::kLlama) {
@@ -345,8 +358,10 @@ Status WriteSyntheticModel(const SyntheticModelSpec& spec, const std::string& di
     }
   }
   RETURN_IF_ERROR(WriteText((fs::path(dir) / "config.json").string(), config_text));
+  if (spec.write_tokenizer)
+    RETURN_IF_ERROR(WriteSyntheticTokenizer(spec.tokenizer_style, spec.vocab_size, spec.tokenizer_special_base, dir));
   json gen = {{"bos_token_id", spec.bos_token_id},
-              {"eos_token_id", spec.eos_token_id},
+              {"eos_token_id", spec.stop_token_ids.empty() ? json(spec.eos_token_id) : json(spec.stop_token_ids)},
               {"do_sample", false},
               {"transformers_version", "4.46.0"}};
   RETURN_IF_ERROR(

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "attention/model/synthetic_tokenizer.h"
 #include "attention/model_config.h"
 #include "db/dtype.h"
 #include "db/status.h"
@@ -31,7 +32,7 @@ struct SyntheticModelSpec {
   int num_kv_heads = 2;
   int head_dim = 16;
   int intermediate_size = 172;
-  int vocab_size = 256;
+  int vocab_size = 512;
   int64_t max_position_embeddings = 131072;
   double rms_norm_eps = 1e-5;
   RopeConfig rope;                     // rotary_dim is ignored; partial_rotary_factor sets it
@@ -44,6 +45,14 @@ struct SyntheticModelSpec {
   bool use_sliding_window = false;  // Qwen2 only
   int32_t bos_token_id = 1;
   int32_t eos_token_id = 2;
+  // Every id that ends generation (generation_config.json's eos_token_id); empty: eos_token_id alone.
+  std::vector<int32_t> stop_token_ids;
+  // Write a tokenizer.json and tokenizer_config.json (attention/model/synthetic_tokenizer.h) of this
+  // family, its special tokens from `tokenizer_special_base` on (-1: the top of the vocabulary).
+  // Default: true.
+  bool write_tokenizer = true;
+  SyntheticTokenizerStyle tokenizer_style = SyntheticTokenizerStyle::kLlama3;
+  int32_t tokenizer_special_base = -1;
   // Write transformers-5 style `rope_parameters` instead of `rope_theta` + `rope_scaling`. Default:
   // false.
   bool rope_parameters_style = false;
@@ -68,7 +77,7 @@ std::vector<std::string> SyntheticArchNames();  // "llama3", "llama2", "mistral"
 std::string SyntheticConfigJson(const SyntheticModelSpec& spec);
 
 // Writes the model into `dir` (created if needed; existing model files are replaced): config.json,
-// generation_config.json and the weights. Each file is written to a temporary name and renamed.
+// generation_config.json, the weights, and (write_tokenizer) tokenizer.json and tokenizer_config.json. Each file is written to a temporary name and renamed.
 // Errors: InvalidArgument (inconsistent spec), IOError (naming the file).
 Status WriteSyntheticModel(const SyntheticModelSpec& spec, const std::string& dir);
 

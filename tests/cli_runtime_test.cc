@@ -12,6 +12,8 @@ using blockkv::testing::TempDir;
 
 namespace {
 
+constexpr int64_t kTinyVocab = 512;  // the tiny preset's vocabulary (SyntheticModelSpec)
+
 int Run(const std::string& args, std::string* out) { return RunCommand(testing::CliPath() + " " + args, out); }
 
 // Reads a float32 .npy file: returns its shape and data.
@@ -78,15 +80,15 @@ BOOST_AUTO_TEST_CASE(make_model_precompute_run) {
   BOOST_TEST(j["timing"]["hits"].get<int>() == 2);  // both passages were precomputed
   BOOST_TEST(j["tokens"].size() <= 3u);
   auto [shape, last] = ReadNpy(dir.str("last.npy"));
-  BOOST_TEST((shape == std::vector<int64_t>{256}));
+  BOOST_TEST((shape == std::vector<int64_t>{kTinyVocab}));
   BOOST_REQUIRE_MESSAGE(Run(base + " --all-logits --max-new-tokens 0 --logits-out " + dir.str("all.npy"), &o) == 0, o);
   auto [shape2, all] = ReadNpy(dir.str("all.npy"));
-  BOOST_TEST((shape2 == std::vector<int64_t>{3, 256}));
+  BOOST_TEST((shape2 == std::vector<int64_t>{3, kTinyVocab}));
   // The last row of --all-logits is the last-position logits.
-  BOOST_TEST(std::memcmp(all.data() + 2 * 256, last.data(), 256 * 4) == 0);
+  BOOST_TEST(std::memcmp(all.data() + 2 * kTinyVocab, last.data(), kTinyVocab * 4) == 0);
   BOOST_REQUIRE(Run(base + " --mode full --all-logits --max-new-tokens 0 --logits-out " + dir.str("full.npy"), &o) == 0);
   auto [shape3, full] = ReadNpy(dir.str("full.npy"));
-  BOOST_TEST((shape3 == std::vector<int64_t>{3, 256}));
+  BOOST_TEST((shape3 == std::vector<int64_t>{3, kTinyVocab}));
   BOOST_TEST((full != all));  // full attention is a different computation
 }
 
