@@ -25,9 +25,56 @@ ThreadMatchState& MatchState() {
   return state;
 }
 
+// Unicode's White_Space, which Oniguruma's \s matches. PCRE2's \s (with UCP) also matches U+180E, which
+// stopped being white space in Unicode 6.3: the Llama 3 and Qwen patterns then split text around it
+// differently from `tokenizers` (seen on the equality suite's text).
+constexpr const char* kWhiteSpace = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+
 }  // namespace
 
-StatusOr<std::unique_ptr<Regex>> Regex::Compile(const std::string& pattern) {
+std::string TranslatePattern(const std::string& p) {
+  std::string out;
+  out.reserve(p.size() + 64);
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      const char e = p[i + 1];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        out += c;
+        out += e;  // any other escape (\S inside a class too) goes through as written
+      }
+      ++i;
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal, not the end of the class.
+      if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
+      if (i + 1 < p.size() && p[i + 1] == ']') out += p[++i];
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < p.size() && p[i + 1] == ':') {
+      const size_t end = p.find(":]", i + 2);  // a POSIX class such as [:alpha:]
+      if (end != std::string::npos) {
+        out.append(p, i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+StatusOr<std::unique_ptr<Regex>> Regex::Compile(const std::string& pattern_in) {
+  const std::string pattern = TranslatePattern(pattern_in);
   int err = 0;
   PCRE2_SIZE offset = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
@@ -35,12 +82,12 @@ StatusOr<std::unique_ptr<Regex>> Regex::Compile(const std::string& pattern) {
   if (code == nullptr) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof(msg));
-    return Status::InvalidArgument("regex /" + pattern + "/ does not compile at offset " +
+    return Status::InvalidArgument("regex /" + pattern_in + "/ does not compile at offset " +
                                    std::to_string(offset) + ": " + reinterpret_cast<const char*>(msg));
   }
   auto re = std::unique_ptr<Regex>(new Regex());
   re->code_ = code;
-  re->pattern_ = pattern;
+  re->pattern_ = pattern_in;
   re->jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
   return re;
 }

@@ -1,6 +1,7 @@
 // A compiled PCRE2 regular expression (UTF, UCP, JIT) for the tokenizer's pre-tokenizer and
 // normalizer patterns. Hugging Face `tokenizers` runs these patterns on Oniguruma; the Llama 3 and Qwen
-// patterns mean the same in PCRE2 and compile unchanged.
+// patterns mean the same in PCRE2 and compile unchanged, except that PCRE2's \s also matches U+180E, which
+// Oniguruma's does not: Compile rewrites \s and \S as Unicode's White_Space (TranslatePattern).
 //
 // Thread safety: a Regex is immutable after Compile; FindAll may run on many threads at once (each
 // thread has its own match data and JIT stack).
@@ -37,5 +38,10 @@ class Regex {
   bool jit_ = false;
   std::string pattern_;
 };
+
+// The pattern PCRE2 is given for a `tokenizers` (Oniguruma) pattern: \s and \S become Unicode's
+// White_Space set and its complement (inside a character class, \s becomes the set's members);
+// everything else is unchanged.
+std::string TranslatePattern(const std::string& pattern);
 
 }  // namespace blockkv
