@@ -12,7 +12,8 @@ if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev
 fi
-targets=(tensor_decode safetensors block_import model_config prompt block_meta weight_index)
+targets=(tensor_decode safetensors block_import model_config prompt block_meta weight_index tokenizer_json tokenize
+         chat_template)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DBLOCKKV_ENABLE_CUDA=OFF -DBLOCKKV_SANITIZE=fuzzer \
   -DBLOCKKV_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}"

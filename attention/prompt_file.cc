@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "attention/model/utf8.h"
+
 namespace blockkv {
 
 namespace {
@@ -20,25 +22,76 @@ Status ParseIds(const nlohmann::json& j, const std::string& where, std::vector<i
   return Status::OK();
 }
 
-}  // namespace
-
-StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status::IOError(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) return Status::IOError(path + ": read failed");
-  return ss.str();
+// An optional string field; InvalidArgument if present and not a string.
+Status OptionalString(const nlohmann::json& j, const char* key, const std::string& where, std::string* out) {
+  if (!j.contains(key) || j[key].is_null()) return Status::OK();
+  if (!j[key].is_string()) return Status::InvalidArgument(where + ": \"" + key + "\" is not a string");
+  *out = j[key].get<std::string>();
+  return Status::OK();
 }
 
-StatusOr<PromptFile> ParsePrompt(std::string_view text, const std::string& label) {
+// A passage id: a string or an integer.
+Status ParseId(const nlohmann::json& j, const std::string& where, std::string* out) {
+  if (j.is_string()) {
+    *out = j.get<std::string>();
+  } else if (j.is_number_integer()) {
+    *out = std::to_string(j.get<int64_t>());
+  } else {
+    return Status::InvalidArgument(where + " must be a string or an integer");
+  }
+  if (out->empty()) return Status::InvalidArgument(where + " is empty");
+  return Status::OK();
+}
+
+// Parses JSON text, naming invalid UTF-8 by offset (nlohmann rejects it too, less clearly).
+StatusOr<nlohmann::json> ParseJson(std::string_view text, const std::string& label) {
+  const size_t bad = utf8::FindInvalid(text);
+  if (bad != std::string_view::npos)
+    return Status::InvalidArgument(label + ": invalid UTF-8 at byte " + std::to_string(bad));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument(label + ": not valid JSON");
-  if (!j.is_object() || !j.contains("blocks"))
-    return Status::InvalidArgument(label + ": expected an object with \"blocks\": [[ids...], ..., [final ids...]]");
+  return j;
+}
+
+StatusOr<PromptFile> ParseTextPrompt(const nlohmann::json& j, const std::string& label) {
+  PromptFile p;
+  p.kind = PromptFile::Kind::kText;
+  if (!j["question"].is_string()) return Status::InvalidArgument(label + ": \"question\" is not a string");
+  p.text.question = j["question"].get<std::string>();
+  if (p.text.question.empty()) return Status::InvalidArgument(label + ": \"question\" is empty");
+  RETURN_IF_ERROR(OptionalString(j, "system", label, &p.text.system));
+  std::string format;
+  RETURN_IF_ERROR(OptionalString(j, "format", label, &format));
+  if (!format.empty()) {
+    p.text.format = ParsePromptFormatKind(format);
+    if (!p.text.format) return Status::InvalidArgument(label + ": \"format\" must be \"chat\" or \"paper\"");
+  }
+  if (j.contains("passages")) {
+    const auto& ps = j["passages"];
+    if (!ps.is_array()) return Status::InvalidArgument(label + ": \"passages\" is not a list");
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const std::string where = label + ": passages[" + std::to_string(i) + "]";
+      PassageRef r;
+      if (ps[i].is_string() || ps[i].is_number_integer()) {
+        RETURN_IF_ERROR(ParseId(ps[i], where, &r.id));
+      } else if (ps[i].is_object()) {
+        const auto& o = ps[i];
+        if (o.contains("id")) RETURN_IF_ERROR(ParseId(o["id"], where + ".id", &r.id));
+        RETURN_IF_ERROR(OptionalString(o, "text", where, &r.text));
+        RETURN_IF_ERROR(OptionalString(o, "title", where, &r.title));
+        if (o.contains("text") && r.text.empty()) return Status::InvalidArgument(where + ".text is empty");
+        if (r.text.empty() && r.id.empty()) return Status::InvalidArgument(where + " has neither \"id\" nor \"text\"");
+      } else {
+        return Status::InvalidArgument(where + " is neither a passage id nor {\"text\": ...}");
+      }
+      p.text.passages.push_back(std::move(r));
+    }
+  }
+  return p;
+}
+
+StatusOr<PromptFile> ParseTokenPrompt(const nlohmann::json& j, const std::string& label) {
   const auto& blocks = j["blocks"];
-  if (!blocks.is_array() || blocks.empty())
-    return Status::InvalidArgument(label + ": \"blocks\" must be a non-empty list of token-id lists");
   PromptFile p;
   for (size_t i = 0; i + 1 < blocks.size(); ++i) {
     PromptBlock b;
@@ -62,44 +115,132 @@ StatusOr<PromptFile> ParsePrompt(std::string_view text, const std::string& label
   return p;
 }
 
-StatusOr<PromptFile> ReadPromptFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return ParsePrompt(text, path);
+StatusOr<PromptFile> ParsePromptJson(const nlohmann::json& j, const std::string& label) {
+  if (!j.is_object())
+    return Status::InvalidArgument(label + ": expected an object with \"question\" (text) or \"blocks\"");
+  StatusOr<PromptFile> p = Status::InvalidArgument("");
+  if (j.contains("question")) {
+    p = ParseTextPrompt(j, label);
+  } else if (j.contains("blocks")) {
+    const auto& blocks = j["blocks"];
+    if (!blocks.is_array() || blocks.empty())
+      return Status::InvalidArgument(label + ": \"blocks\" must be a non-empty list");
+    if (blocks[0].is_string()) {
+      PromptFile t;
+      t.kind = PromptFile::Kind::kTextBlocks;
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        if (!blocks[i].is_string() || blocks[i].get_ref<const std::string&>().empty())
+          return Status::InvalidArgument(label + ": blocks[" + std::to_string(i) + "] is not a non-empty string");
+        t.text_blocks.blocks.push_back(blocks[i].get<std::string>());
+      }
+      p = std::move(t);
+    } else {
+      p = ParseTokenPrompt(j, label);
+    }
+  } else {
+    return Status::InvalidArgument(label + ": expected an object with \"question\" (text) or \"blocks\"");
+  }
+  if (p.ok()) p->label = label;
+  return p;
 }
 
-StatusOr<std::vector<PromptBlock>> ParseCorpus(std::string_view text, const std::string& label) {
-  std::vector<PromptBlock> out;
+}  // namespace
+
+StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::IOError(path + ": cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) return Status::IOError(path + ": read failed");
+  return ss.str();
+}
+
+StatusOr<PromptFile> ParsePrompt(std::string_view text, const std::string& label) {
+  ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(text, label));
+  return ParsePromptJson(j, label);
+}
+
+StatusOr<std::vector<PromptFile>> ParsePrompts(std::string_view text, const std::string& label) {
+  // One JSON document (which may span lines), else JSON Lines.
+  if (utf8::IsValid(text)) {
+    nlohmann::json whole = nlohmann::json::parse(text, nullptr, false);
+    if (!whole.is_discarded()) {
+      ASSIGN_OR_RETURN(PromptFile p, ParsePromptJson(whole, label));
+      return std::vector<PromptFile>{std::move(p)};
+    }
+  }
+  std::vector<PromptFile> out;
   size_t line_no = 0, pos = 0;
-  while (pos <= text.size()) {
+  while (pos < text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
+    const std::string_view line = text.substr(pos, end - pos);
     ++line_no;
     pos = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
-      if (end == text.size()) break;
-      continue;
-    }
-    const std::string where = label + ":" + std::to_string(line_no);
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return Status::InvalidArgument(where + ": not a JSON object");
-    PromptBlock b;
-    if (!j.contains("tokens")) return Status::InvalidArgument(where + ": no \"tokens\"");
-    RETURN_IF_ERROR(ParseIds(j["tokens"], where + ": tokens", &b.tokens));
-    if (b.tokens.empty()) return Status::InvalidArgument(where + ": tokens is empty");
-    if (j.contains("id")) {
-      if (j["id"].is_string()) b.name = j["id"].get<std::string>();
-      else if (j["id"].is_number_integer()) b.name = std::to_string(j["id"].get<int64_t>());
-      else return Status::InvalidArgument(where + ": id must be a string or an integer");
-    }
-    out.push_back(std::move(b));
-    if (end == text.size()) break;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    ASSIGN_OR_RETURN(PromptFile p, ParsePrompt(line, label + ":" + std::to_string(line_no)));
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) return Status::InvalidArgument(label + ": no prompt");
+  return out;
+}
+
+StatusOr<std::vector<PromptFile>> ReadPromptFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParsePrompts(text, path);
+}
+
+StatusOr<CorpusEntry> ParseCorpusLine(std::string_view line, const std::string& where) {
+  ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(line, where));
+  if (!j.is_object()) return Status::InvalidArgument(where + ": not a JSON object");
+  CorpusEntry e;
+  const bool has_text = j.contains("text"), has_tokens = j.contains("tokens");
+  if (has_text == has_tokens)
+    return Status::InvalidArgument(where + ": needs exactly one of \"text\" and \"tokens\"");
+  // A text passage is addressed by its id; a token-id line may go without one (as before text).
+  if (j.contains("id")) {
+    RETURN_IF_ERROR(ParseId(j["id"], where + ": id", &e.name));
+  } else if (has_text) {
+    return Status::InvalidArgument(where + ": no \"id\"");
+  }
+  if (has_tokens) {
+    RETURN_IF_ERROR(ParseIds(j["tokens"], where + ": tokens", &e.tokens));
+    if (e.tokens.empty()) return Status::InvalidArgument(where + ": tokens is empty");
+    return e;
+  }
+  RETURN_IF_ERROR(OptionalString(j, "text", where, &e.text));
+  if (e.text.empty()) return Status::InvalidArgument(where + ": text is empty");
+  RETURN_IF_ERROR(OptionalString(j, "title", where, &e.title));
+  return e;
+}
+
+std::vector<CorpusLine> ParseCorpusLines(std::string_view text, const std::string& label) {
+  std::vector<CorpusLine> out;
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    ++line_no;
+    pos = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto e = ParseCorpusLine(line, label + ":" + std::to_string(line_no));
+    if (e.ok()) e->line = line_no;
+    out.push_back(CorpusLine{line_no, std::move(e)});
   }
   return out;
 }
 
-StatusOr<std::vector<PromptBlock>> ReadCorpusFile(const std::string& path) {
+StatusOr<std::vector<CorpusEntry>> ParseCorpus(std::string_view text, const std::string& label) {
+  std::vector<CorpusEntry> out;
+  for (CorpusLine& l : ParseCorpusLines(text, label)) {
+    if (!l.entry.ok()) return l.entry.status();
+    out.push_back(std::move(l.entry).value());
+  }
+  return out;
+}
+
+StatusOr<std::vector<CorpusEntry>> ReadCorpusFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return ParseCorpus(text, path);
 }

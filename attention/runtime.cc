@@ -158,6 +158,7 @@ StatusOr<std::vector<int32_t>> Runtime::Decode(KVCache& cache, std::span<const f
   for (int step = 0; step < options.max_new_tokens; ++step) {
     const int32_t token = sampler.Next(logits);
     out.push_back(token);
+    if (options.on_token) options.on_token(token);
     if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
         options.stop_token_ids.end()) {
       break;

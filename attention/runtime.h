@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -53,6 +54,9 @@ struct DecodeOptions {
   // Generation stops after emitting any of these (the stop token is included in the result).
   // Default: none.
   std::vector<int32_t> stop_token_ids;
+  // Called with each token as soon as it is picked (on the decoding thread), e.g. to stream text out.
+  // Default: none.
+  std::function<void(int32_t)> on_token;
 };
 
 class Runtime {

@@ -9,8 +9,11 @@ void RegisterAdminCommands(CLI::App& app);     // ls, stat, show, verify, rm, ev
 void RegisterExchangeCommands(CLI::App& app);  // import, export
 void RegisterBenchStoreCommand(CLI::App& app); // bench-store
 void RegisterBenchCpuCommand(CLI::App& app);   // bench-cpu
-void RegisterRuntimeCommands(CLI::App& app);   // make-model, run, demo
+void RegisterRuntimeCommands(CLI::App& app);   // make-model, precompute, run, demo
+void RegisterPrecompute(CLI::App& app);        // precompute (tools/cmd_precompute.cc)
+void RegisterRun(CLI::App& app);               // run (tools/cmd_run.cc)
 void RegisterTokenizeCommand(CLI::App& app);  // tokenize (tools/cmd_tokenize.cc)
+void RegisterBenchTokenizerCommand(CLI::App& app);  // bench-tokenizer (tools/cmd_bench_tokenizer.cc)
 void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 
 }  // namespace blockkv::cli

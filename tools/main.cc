@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterBenchCpuCommand(app);
   blockkv::cli::RegisterRuntimeCommands(app);
   blockkv::cli::RegisterTokenizeCommand(app);
+  blockkv::cli::RegisterBenchTokenizerCommand(app);
   blockkv::cli::RegisterBenchCommand(app);
   try {
     app.parse(argc, argv);

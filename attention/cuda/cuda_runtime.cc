@@ -789,6 +789,7 @@ StatusOr<std::vector<int32_t>> CudaRuntime::Decode(DeviceKVCache& cache, std::sp
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
   }
   out.push_back(token);
+  if (options.on_token) options.on_token(token);
   if (stop(token) || options.max_new_tokens == 1) return out;
   RETURN_IF_ERROR(CheckLength(c, kc.length + options.max_new_tokens - 1));
   RETURN_IF_ERROR(Reserve(cache, kc.length + options.max_new_tokens - 1));
@@ -800,6 +801,7 @@ StatusOr<std::vector<int32_t>> CudaRuntime::Decode(DeviceKVCache& cache, std::sp
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
     kc.length += 1;
     out.push_back(token);
+    if (options.on_token) options.on_token(token);
     if (stop(token)) break;
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
