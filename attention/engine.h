@@ -7,8 +7,14 @@
 // read layer by layer while the prefill runs; otherwise every layer of every hit is loaded first. Every
 // step is timed.
 //
-// Thread safety: an Engine may be used from one thread at a time; the Runtime and BlockStore it
-// uses may be shared with other engines.
+// Tiers: with EngineOptions::host_tier_bytes, blocks are kept in host memory across requests
+// (attention/engine/host_tier.h), behind a scan-resistant admission policy; a block is resolved from the
+// host tier, else the store, else encoded, and each request's result names the source of every block.
+// Whatever the source, the logits are bitwise the same (the tier keeps the store's bytes).
+//
+// Thread safety: Run and Precompute may be called from any number of threads at once; requests run one
+// at a time per engine (the backend holds one prefill's cache), and the tiers and metrics are shared
+// safely. The Runtime and BlockStore it uses may be shared with other engines.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +23,10 @@
 #include <vector>
 
 #include <memory>
+#include <mutex>
 
+#include "attention/engine/host_tier.h"
+#include "attention/engine/metrics.h"
 #include "attention/model_backend.h"
 #include "attention/runtime.h"
 #include "db/block_store.h"
@@ -35,6 +44,11 @@ struct EngineOptions {
   // On a backend that streams (the CUDA one), read the hits layer by layer during the prefill instead of
   // loading every block first (ModelBackend::PrefillStreamed; the logits are the same). Default: true.
   bool stream_layers = true;
+  // Bytes of host memory that keep blocks across requests (attention/engine/host_tier.h); 0: no host
+  // tier. Default: 0.
+  uint64_t host_tier_bytes = 0;
+  // The tiers' admission and eviction policy. Default: W-TinyLFU (attention/engine/cache_policy.h).
+  CachePolicyKind tier_policy = CachePolicyKind::kTinyLfu;
 };
 
 struct PromptBlock {
@@ -61,8 +75,9 @@ std::vector<int32_t> FlattenPrompt(const EngineRequest& request,
 // Milliseconds, from a steady clock.
 struct EngineTiming {
   double lookup_ms = 0;  // block ids and store lookups
-  double load_ms = 0;    // reading, decoding and converting the hits' layers (streamed: summed over the
-                         // reader threads, overlapping prefill_ms, which then includes the whole pass)
+  double load_ms = 0;    // reading, decoding and converting the store hits' layers (streamed: summed over
+                         // the reader threads, overlapping prefill_ms, which then includes the whole pass)
+  double host_ms = 0;    // copying (converting) the host-tier hits' layers (streamed: as load_ms)
   double encode_ms = 0;  // encoding the misses
   double prefill_ms =
       0;               // re-encoding positions and prefilling the final block (or the full prompt)
@@ -70,8 +85,10 @@ struct EngineTiming {
   double decode_ms =
       0;  // picking every generated token and running all but the last through the model
   double store_ms = 0;  // writing the misses to the store (after the first token; not in ttft)
-  int hits = 0;
-  int misses = 0;
+  double admit_ms = 0;  // offering blocks to the host tier (after the first token; not in ttft)
+  int hits = 0;         // blocks served from a tier or the store
+  int misses = 0;       // blocks encoded
+  int host_hits = 0;    // of hits, served from the host tier
   uint64_t bytes_loaded = 0;  // raw bytes of the hits' K and V
   int prompt_tokens = 0;
   int generated_tokens = 0;
@@ -84,6 +101,7 @@ struct EngineResult {
   std::vector<float> logits;    // last position (vocab) or every final-block position (n × vocab)
   std::vector<BlockId> block_ids;
   std::vector<bool> block_hit;
+  std::vector<BlockSource> block_source;  // where each block came from: host, store or encoded
   EngineTiming timing;
 };
 
@@ -112,7 +130,15 @@ class Engine {
   // Loads a stored block into `out`. NotFound if absent.
   Status Load(const BlockId& id, BlockKV* out, uint64_t* bytes = nullptr);
 
+  // Counters and latency histograms of every request so far (thread-safe to read at any time).
+  const EngineMetrics& metrics() const { return metrics_; }
+  const HostTier& host_tier() const { return host_tier_; }
+
  private:
+  StatusOr<EngineResult> RunLocked(const EngineRequest& request);
+  // Offers the request's store hits and encoded blocks to the host tier (after the first token).
+  void AdmitToHostTier(const EngineRequest& req, const EngineResult& r, const std::vector<BlockMeta>& metas,
+                       const std::vector<BlockKV>& kvs);
   StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
   // InvalidArgument unless a stored block belongs to this model and has its shape.
   Status CheckMeta(const BlockId& id, const BlockMeta& m) const;
@@ -124,6 +150,9 @@ class Engine {
   ModelBackend* backend_;
   BlockStore* store_;
   EngineOptions options_;
+  EngineMetrics metrics_;
+  HostTier host_tier_;
+  std::mutex run_mu_;  // one request at a time on the backend
 };
 
 }  // namespace blockkv

@@ -1,20 +1,19 @@
 // Equality of blockkv's chat template interpreter with Python's Jinja2, byte for byte, over every
 // template x conversation: the real templates of tests/data/fetch_tokenizers.sh's cache (llama3_1,
 // llama3, qwen3) and blockkv's own under tests/data/chat_templates/, rendered over
-// tests/data/chat_conversations.json. tests/oracle/render_chat_templates.py renders them with Jinja2 set
-// up as transformers sets it up, and records the context it used, which is rendered here unchanged.
+// tests/data/chat_conversations.json. tests/oracle/render_chat_templates.py renders them with
+// Jinja2 set up as transformers sets it up, and records the context it used, which is rendered here
+// unchanged.
 //
-// A render that fails in Python must fail here too; when raise_exception() failed it, our error must
-// carry the same message. Mismatches are written, both sides, under
+// A render that fails in Python must fail here too; when raise_exception() failed it, our error
+// must carry the same message. Mismatches are written, both sides, under
 // $TMPDIR/blockkv-chat-template-mismatch/ for diffing.
 #include <boost/test/unit_test.hpp>
-
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "attention/model/chat_template.h"
 #include "tests/test_util.h"
@@ -49,13 +48,14 @@ std::string Describe(const std::string& expected, const std::string& actual) {
   size_t i = 0;
   while (i < expected.size() && i < actual.size() && expected[i] == actual[i]) ++i;
   std::ostringstream o;
-  o << "first difference at byte " << i << " of " << expected.size() << " (jinja2) / " << actual.size()
-    << " (blockkv): jinja2 \"" << expected.substr(i > 20 ? i - 20 : 0, 60) << "\" vs blockkv \""
-    << actual.substr(i > 20 ? i - 20 : 0, 60) << "\"";
+  o << "first difference at byte " << i << " of " << expected.size() << " (jinja2) / "
+    << actual.size() << " (blockkv): jinja2 \"" << expected.substr(i > 20 ? i - 20 : 0, 60)
+    << "\" vs blockkv \"" << actual.substr(i > 20 ? i - 20 : 0, 60) << "\"";
   return o.str();
 }
 
-void WriteMismatch(const std::string& name, const std::string& expected, const std::string& actual) {
+void WriteMismatch(const std::string& name, const std::string& expected,
+                   const std::string& actual) {
   const auto dir = std::filesystem::temp_directory_path() / "blockkv-chat-template-mismatch";
   std::filesystem::create_directories(dir);
   std::ofstream(dir / (name + ".jinja2.txt"), std::ios::binary) << expected;
@@ -68,9 +68,10 @@ Totals CompareWithJinja2(const std::string& oracle_args) {
   TempDir dir;
   const auto out_path = dir.path() / "jinja2.json";
   std::string log;
-  const std::string cmd = "/usr/bin/python3 " + Quote(kSource / "tests/oracle/render_chat_templates.py") +
-                          " --conversations " + Quote(kSource / "tests/data/chat_conversations.json") +
-                          " --out " + Quote(out_path) + " " + oracle_args;
+  const std::string cmd =
+      "/usr/bin/python3 " + Quote(kSource / "tests/oracle/render_chat_templates.py") +
+      " --conversations " + Quote(kSource / "tests/data/chat_conversations.json") + " --out " +
+      Quote(out_path) + " " + oracle_args;
   BOOST_REQUIRE_MESSAGE(RunCommand(cmd, &log) == 0, "the oracle failed: " + cmd + "\n" + log);
   std::ifstream in(out_path, std::ios::binary);
   const nlohmann::ordered_json oracle = nlohmann::ordered_json::parse(in);
@@ -86,17 +87,19 @@ Totals CompareWithJinja2(const std::string& oracle_args) {
       StatusOr<std::string> ours = parsed->Render(r["context"]);
       if (r.contains("error")) {
         const std::string expected = r["error"];
-        BOOST_CHECK_MESSAGE(!ours.ok(), label + ": Jinja2 fails (" + r["error_type"].get<std::string>() + ": " +
-                                            expected + ") but blockkv rendered");
+        BOOST_CHECK_MESSAGE(!ours.ok(), label + ": Jinja2 fails (" +
+                                            r["error_type"].get<std::string>() + ": " + expected +
+                                            ") but blockkv rendered");
         if (ours.ok()) {
           ++t.mismatches;
           continue;
         }
         ++t.both_failed;
         if (r["raised"].get<bool>()) {
-          BOOST_CHECK_MESSAGE(ours.status().message().find("TemplateError: " + expected) != std::string::npos,
-                              label + ": raise_exception(\"" + expected + "\") but blockkv says " +
-                                  ours.status().ToString());
+          BOOST_CHECK_MESSAGE(
+              ours.status().message().find("TemplateError: " + expected) != std::string::npos,
+              label + ": raise_exception(\"" + expected + "\") but blockkv says " +
+                  ours.status().ToString());
         }
         continue;
       }
@@ -117,9 +120,10 @@ Totals CompareWithJinja2(const std::string& oracle_args) {
 }
 
 void Report(const char* what, const Totals& t) {
-  BOOST_TEST_MESSAGE(what << ": " << t.templates << " templates x conversations = " << t.renders
-                          << " renders compared with Jinja2 (" << t.both_failed << " fail on both sides, "
-                          << t.mismatches << " mismatches)");
+  BOOST_TEST_MESSAGE(what << ": " << t.templates << " templates x "
+                          << (t.templates > 0 ? t.renders / t.templates : 0) << " conversations = "
+                          << t.renders << " renders compared with Jinja2 (" << t.both_failed
+                          << " fail on both sides, " << t.mismatches << " mismatches)");
 }
 
 BOOST_AUTO_TEST_SUITE(chat_template_jinja2)
@@ -150,11 +154,13 @@ BOOST_AUTO_TEST_CASE(own_templates_match_jinja2) {
     ReportSkipped(why);
     return;
   }
-  const Totals t = CompareWithJinja2("--templates-dir " + Quote(kSource / "tests/data/chat_templates"));
+  const Totals t =
+      CompareWithJinja2("--templates-dir " + Quote(kSource / "tests/data/chat_templates"));
   Report("blockkv's templates (tests/data/chat_templates)", t);
   BOOST_TEST(t.templates >= 4);
   BOOST_TEST(t.mismatches == 0);
-  // The Mistral-style template must refuse some conversations (raise_exception), and the others render.
+  // The Mistral-style template must refuse some conversations (raise_exception), and the others
+  // render.
   BOOST_TEST(t.both_failed > 0);
   BOOST_TEST(t.both_failed < t.renders / 2);
 }

@@ -1,5 +1,6 @@
 // run: answer prompts (text or token ids) through the engine, streaming the answer as text.
 #include <cstdio>
+#include <fstream>
 
 #include "attention/engine.h"
 #include "attention/prompt_file.h"
@@ -23,6 +24,7 @@ struct RunOpts {
   int top_k = 0;
   uint64_t seed = 0;
   std::vector<int32_t> stop;
+  std::string host_tier, tier_policy = "tinylfu", metrics_out;
 };
 
 EngineRequest BuildRequest(const PromptFile& pf, const Tokenizer* tokenizer, BlockStore* store,
@@ -113,9 +115,19 @@ void RegisterRun(CLI::App& app) {
   sub->add_flag("--no-stream", o->no_stream,
                 "On cuda: load every stored block before the prefill instead of streaming them in layer by "
                 "layer while it runs (same logits; for comparison)");
+  sub->add_option("--host-tier", o->host_tier,
+                  "Keep blocks in host memory across the prompts of this run, up to SIZE (e.g. 2G); each block's "
+                  "source (host, store, encoded) is in --json")
+      ->check(SizeValidator());
+  sub->add_option("--tier-policy", o->tier_policy,
+                  "Admission and eviction of the tiers: tinylfu (scan-resistant, the default), 2q or lru")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tinylfu", "2q", "lru"}));
+  sub->add_option("--metrics", o->metrics_out,
+                  "At the end, write the engine's metrics to this file: Prometheus text if it ends in .prom, else JSON");
   sub->add_flag("--json", o->json,
-                "Print JSON: the answer's text and ids, each block (id, name, hit) and the timings; one line per "
-                "prompt when there are several");
+                "Print JSON: the answer's text and ids, each block (id, name, hit, source) and the timings; one line "
+                "per prompt when there are several");
   sub->callback([o] {
     std::vector<PromptFile> prompts;
     if (!o->prompt.empty() && !o->question.empty()) Fail("give --prompt or --question, not both", 2);
@@ -146,6 +158,8 @@ void RegisterRun(CLI::App& app) {
     eo.kv_dtype = ParseKvDType(o->kv_dtype, o->device);
     eo.store_misses = !o->no_store && block;
     eo.stream_layers = !o->no_stream;
+    if (!o->host_tier.empty()) eo.host_tier_bytes = *ParseSize(o->host_tier);
+    eo.tier_policy = *ParseCachePolicyKind(o->tier_policy);
     Engine engine(backend.backend.get(), store.get(), eo);
     TextPromptOptions topts;
     if (!o->format.empty()) topts.format = ParsePromptFormatKind(o->format);
@@ -190,7 +204,8 @@ void RegisterRun(CLI::App& app) {
       if (o->json) {
         nlohmann::json blocks = nlohmann::json::array();
         for (size_t i = 0; i < r.block_ids.size(); ++i) {
-          nlohmann::json b = {{"id", r.block_ids[i].ToHex()}, {"hit", bool(r.block_hit[i])}};
+          nlohmann::json b = {{"id", r.block_ids[i].ToHex()}, {"hit", bool(r.block_hit[i])},
+                              {"source", BlockSourceName(r.block_source[i])}};
           if (i < req.blocks.size() && !req.blocks[i].name.empty()) b["name"] = req.blocks[i].name;
           blocks.push_back(b);
         }
@@ -215,6 +230,12 @@ void RegisterRun(CLI::App& app) {
         WriteOut(ids + "\n");
       }
       PrintTimingText(o->mode, *backend.backend, r.timing);
+    }
+    if (!o->metrics_out.empty()) {
+      const bool prom = o->metrics_out.size() > 5 && o->metrics_out.compare(o->metrics_out.size() - 5, 5, ".prom") == 0;
+      std::ofstream f(o->metrics_out);
+      f << (prom ? engine.metrics().ToPrometheus() : engine.metrics().ToJson().dump(2) + "\n");
+      if (!f) Fail(o->metrics_out + ": cannot write");
     }
   });
 }

@@ -13,8 +13,10 @@ StatusOr<ChatTemplate> ChatTemplate::Parse(std::string_view source) {
 namespace {
 
 template <typename Json>
-StatusOr<std::string> RenderJson(const jinja::Template& t, const Json& context, const RenderLimits& limits) {
-  if (!context.is_object()) return Status::InvalidArgument("chat template: the context must be a JSON object");
+StatusOr<std::string> RenderJson(const jinja::Template& t, const Json& context,
+                                 const RenderLimits& limits) {
+  if (!context.is_object())
+    return Status::InvalidArgument("chat template: the context must be a JSON object");
   StatusOr<jinja::Value> vars = jinja::FromJson(context);
   if (!vars.ok()) return Status::InvalidArgument("chat template: " + vars.status().message());
   try {
@@ -27,7 +29,8 @@ StatusOr<std::string> RenderJson(const jinja::Template& t, const Json& context, 
 
 }  // namespace
 
-StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& context, const RenderLimits& limits) const {
+StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& context,
+                                           const RenderLimits& limits) const {
   return RenderJson(*template_, context, limits);
 }
 

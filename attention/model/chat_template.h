@@ -6,34 +6,44 @@
 //   filters["tojson"] = json.dumps(x, ensure_ascii=False, indent=, separators=, sort_keys=)
 //   globals: raise_exception(msg), strftime_now(fmt), plus Jinja's range, namespace, dict
 //
-// tests/chat_template_jinja2_test.cc checks the equality against Python's Jinja2 on real templates and
-// on templates of blockkv's own writing; docs of the supported subset are in the .cc files' headers.
+// tests/chat_template_jinja2_test.cc checks the equality against Python's Jinja2 on real templates
+// and on templates of blockkv's own writing; docs of the supported subset are in the .cc files'
+// headers.
 //
-// What is supported: {{ }}, {% %} and {# #} with every whitespace control (-, +, trim_blocks,
-// lstrip_blocks), raw blocks, set (names, tuples, namespace attributes, block set with filters), for
-// (loop.*, tuple targets, loop filters, else, break/continue), if/elif/else, macros (called as plain
-// functions), with, filter blocks, transformers' {% generation %} block, Python's expression semantics
-// (int/float arithmetic, str/list/dict/tuple values, slicing, `in`, chained comparisons, Undefined), the
-// filters, tests, string/dict/list methods chat templates call. Anything else (an unknown tag, filter or
-// test; extends/include/import; `%` string formatting; a macro's caller) is refused with an error rather
-// than rendered approximately.
+// Supported: {{ }}, {% %} and {# #} with all of Jinja's whitespace control ("-", "+", trim_blocks,
+// lstrip_blocks); raw blocks; set (names, tuples, namespace attributes, block set with filters);
+// for (loop.index/index0/revindex/revindex0/first/last/length/previtem/nextitem/cycle/changed,
+// tuple targets, dict.items(), loop filters, else, break/continue); if/elif/else; macros (with
+// defaults, varargs, kwargs); with; filter blocks; transformers' {% generation %}; Python's
+// semantics for None/bool/int/float/str/list/tuple/dict/range values (arithmetic, printf-style %,
+// str() and repr(), slicing, `in`, chained comparisons), Jinja's Undefined; the filters, tests and
+// str/dict/list methods chat templates call (see chat_template_filters.cc, _builtin_tests.cc,
+// _methods.cc).
 //
-// Thread safety: a ChatTemplate is immutable after Parse; Render is const and may be called from any
-// number of threads at once. Copies share the parsed template.
+// Refused, with an error rather than an approximate render: the tags block, extends, include,
+// import, from, autoescape, call and recursive loops (parse errors); filters Jinja has but blockkv
+// lacks (safe, escape, format, groupby, batch, slice, truncate, wordwrap, ...: errors when they
+// run); printing what Python prints with a memory address (generators, functions); integers beyond
+// 64 bits; non-ASCII identifiers; the case predicates (str.isupper, ...) on non-ASCII text. As in
+// Jinja, an unknown filter or test is a parse error, or an error when it runs if it sits in an if
+// statement or a conditional expression.
 //
-// Errors are values, never exceptions: Parse and Render return InvalidArgument whose message names the
-// line and column in the template ("chat template line 3, column 14: unknown filter 'foo'"). Render's
-// errors include what raise_exception() was called with, Python's runtime errors (UndefinedError,
-// TypeError, ...) under their Python names, and ResourceExhausted when a limit in RenderLimits is hit.
+// Thread safety: a ChatTemplate is immutable after Parse; Render is const and may be called from
+// any number of threads at once. Copies share the parsed template.
+//
+// Errors are values, never exceptions: Parse and Render return InvalidArgument whose message names
+// the line and column in the template ("chat template line 3, column 14: unknown filter 'foo'").
+// Render's errors include what raise_exception() was called with, Python's runtime errors
+// (UndefinedError, TypeError, ...) under their Python names, and ResourceExhausted when a limit in
+// RenderLimits is hit.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "db/status.h"
 
@@ -65,19 +75,20 @@ class ChatTemplate {
   // unknown or unsupported tag, filter or test, or source that is not valid UTF-8.
   static StatusOr<ChatTemplate> Parse(std::string_view source);
 
-  // Renders the template. `context` is a JSON object whose keys become template variables: messages,
-  // tools, documents, add_generation_prompt, bos_token, eos_token, ... Transformers always passes
-  // `tools` and `documents` (null when absent); pass them as null to render as it does, since a
-  // template can tell null from undefined.
+  // Renders the template. `context` is a JSON object whose keys become template variables:
+  // messages, tools, documents, add_generation_prompt, bos_token, eos_token, ... Transformers
+  // always passes `tools` and `documents` (null when absent); pass them as null to render as it
+  // does, since a template can tell null from undefined.
   //
   // nlohmann::json keeps object keys sorted; templates that print dicts (tojson, str()) then print
-  // them in that order. The ordered_json overload keeps the order of the source document, as Python's
-  // json.loads does.
+  // them in that order. The ordered_json overload keeps the order of the source document, as
+  // Python's json.loads does.
   //
   // Errors: InvalidArgument naming the position for runtime errors (including raise_exception's
   // message) or when `context` is not an object, holds invalid UTF-8 or an integer beyond int64;
   // ResourceExhausted when a limit is hit.
-  StatusOr<std::string> Render(const nlohmann::json& context, const RenderLimits& limits = {}) const;
+  StatusOr<std::string> Render(const nlohmann::json& context,
+                               const RenderLimits& limits = {}) const;
   StatusOr<std::string> Render(const nlohmann::ordered_json& context,
                                const RenderLimits& limits = {}) const;
 

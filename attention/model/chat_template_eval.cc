@@ -1,19 +1,22 @@
-// The chat template evaluator: runs the syntax tree the way the Python code Jinja2 compiles it to runs.
+// The chat template evaluator: runs the syntax tree the way the Python code Jinja2 compiles it to
+// runs.
 //
 // Scoping follows Jinja's compiler (jinja2/compiler.py, idtracking.py), which is easy to get wrong:
 //  - `if` has no scope: a set inside it is visible after it;
 //  - each loop iteration starts from a fresh scope over the enclosing one, so a set inside a loop
-//    neither survives into the next iteration nor leaks out of the loop (namespace() exists for that);
-//    the loop's `else` body, set blocks, filter blocks, with blocks and macro calls get scopes too;
+//    neither survives into the next iteration nor leaks out of the loop (namespace() exists for
+//    that); the loop's `else` body, set blocks, filter blocks, with blocks and macro calls get
+//    scopes too;
 //  - a macro sees the scope it was defined in as it is when the macro is called (Python closures);
 //  - the for-else body runs when no iteration reached the end of the body: a `break` or `continue`
 //    in every iteration also runs it (Jinja sets its "iterated" flag at the end of the body).
 //
 // Runtime errors name the position of the operation that failed; the first one ends the render.
+#include <sys/time.h>
+
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <sys/time.h>
 
 #include "attention/model/chat_template_internal.h"
 
@@ -21,7 +24,7 @@ namespace blockkv::jinja {
 
 namespace {
 
-constexpr int kMaxNesting = 512;  // of lists and dicts a template may store in a variable
+constexpr int kMaxNesting = 512;       // of lists and dicts a template may store in a variable
 constexpr int64_t kMaxRange = 100000;  // jinja2.sandbox.MAX_RANGE
 
 Status Impossible() { return Status::NotSupported("not a constant"); }
@@ -34,13 +37,13 @@ Status At(const SourcePos& pos, const Status& s) {
   return Status::InvalidArgument(LocatedMessage(pos, s.message()));
 }
 
-#define LOCATED(pos, expr)                    \
-  do {                                        \
-    ::blockkv::Status _s = (expr);            \
-    if (!_s.ok()) return At((pos), _s);       \
+#define LOCATED(pos, expr)              \
+  do {                                  \
+    ::blockkv::Status _s = (expr);      \
+    if (!_s.ok()) return At((pos), _s); \
   } while (0)
 
-#define ASSIGN_OR_LOCATED(lhs, pos, expr)                           \
+#define ASSIGN_OR_LOCATED(lhs, pos, expr) \
   ASSIGN_OR_LOCATED_IMPL(BLOCKKV_CONCAT(_located_, __COUNTER__), lhs, pos, expr)
 #define ASSIGN_OR_LOCATED_IMPL(tmp, lhs, pos, expr) \
   auto tmp = (expr);                                \
@@ -48,11 +51,13 @@ Status At(const SourcePos& pos, const Status& s) {
   lhs = std::move(tmp).value()
 
 Status OpTypeError(const char* op, const Value& a, const Value& b) {
-  return TypeError(std::string("unsupported operand type(s) for ") + op + ": '" + TypeName(a) + "' and '" +
-                   TypeName(b) + "'");
+  return TypeError(std::string("unsupported operand type(s) for ") + op + ": '" + TypeName(a) +
+                   "' and '" + TypeName(b) + "'");
 }
 
-Status Overflow() { return Status::InvalidArgument("unsupported: integer overflow beyond 64 bits"); }
+Status Overflow() {
+  return Status::InvalidArgument("unsupported: integer overflow beyond 64 bits");
+}
 
 // CPython's float_divmod.
 void FloatDivMod(double vx, double wx, double* floordiv, double* mod) {
@@ -78,9 +83,11 @@ void FloatDivMod(double vx, double wx, double* floordiv, double* mod) {
 }
 
 StatusOr<Value> FloatPow(double x, double y) {
-  if (x == 0.0 && y < 0.0) return Status::InvalidArgument("ZeroDivisionError: 0.0 cannot be raised to a negative power");
+  if (x == 0.0 && y < 0.0)
+    return Status::InvalidArgument("ZeroDivisionError: 0.0 cannot be raised to a negative power");
   if (x < 0.0 && std::isfinite(x) && std::isfinite(y) && y != std::floor(y))
-    return Unsupported("a negative number raised to a fractional power (Python gives a complex number)");
+    return Unsupported(
+        "a negative number raised to a fractional power (Python gives a complex number)");
   const double r = std::pow(x, y);
   if (std::isinf(r) && std::isfinite(x) && std::isfinite(y))
     return Status::InvalidArgument("OverflowError: (34, 'Numerical result out of range')");
@@ -157,7 +164,7 @@ const Value* Scope::Find(const std::string& name) const {
   return nullptr;
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Operators
 
 StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b) {
@@ -185,13 +192,15 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
         return Value::List(std::move(items), a.seq_kind());
       }
       if (a.is_string() || IsListOrTuple(a))
-        return TypeError(std::string("can only concatenate ") + TypeName(a) + " (not \"" + TypeName(b) +
-                         "\") to " + TypeName(a));
+        return TypeError(std::string("can only concatenate ") + TypeName(a) + " (not \"" +
+                         TypeName(b) + "\") to " + TypeName(a));
       return OpTypeError("+", a, b);
     }
     case BinOp::kSub:
-      if ((a.is_seq() && (a.seq_kind() == SeqKind::kDictKeys || a.seq_kind() == SeqKind::kDictItems)) ||
-          (b.is_seq() && (b.seq_kind() == SeqKind::kDictKeys || b.seq_kind() == SeqKind::kDictItems)))
+      if ((a.is_seq() &&
+           (a.seq_kind() == SeqKind::kDictKeys || a.seq_kind() == SeqKind::kDictItems)) ||
+          (b.is_seq() &&
+           (b.seq_kind() == SeqKind::kDictKeys || b.seq_kind() == SeqKind::kDictItems)))
         return Unsupported("set difference of dict views");
       if (ints) {
         int64_t r;
@@ -211,7 +220,8 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
       if ((b.is_string() || IsListOrTuple(b)) && a.is_integral()) return Repeat(ev, b, a.integer());
       if (a.is_string() || IsListOrTuple(a) || b.is_string() || IsListOrTuple(b)) {
         const Value& other = a.is_string() || IsListOrTuple(a) ? b : a;
-        return TypeError(std::string("can't multiply sequence by non-int of type '") + TypeName(other) + "'");
+        return TypeError(std::string("can't multiply sequence by non-int of type '") +
+                         TypeName(other) + "'");
       }
       return OpTypeError("*", a, b);
     case BinOp::kDiv:
@@ -219,7 +229,9 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
         if (b.number() == 0.0)
           return Status::InvalidArgument(ints ? "ZeroDivisionError: division by zero"
                                               : "ZeroDivisionError: float division by zero");
-        if (ints) return Value::Float(static_cast<double>(static_cast<long double>(a.integer()) / b.integer()));
+        if (ints)
+          return Value::Float(
+              static_cast<double>(static_cast<long double>(a.integer()) / b.integer()));
         return Value::Float(a.number() / b.number());
       }
       return OpTypeError("/", a, b);
@@ -229,9 +241,11 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
       if (ints) {
         const int64_t x = a.integer(), y = b.integer();
         if (y == 0)
-          return Status::InvalidArgument(floordiv ? "ZeroDivisionError: integer division or modulo by zero"
-                                                  : "ZeroDivisionError: integer modulo by zero");
-        if (x == INT64_MIN && y == -1) return floordiv ? StatusOr<Value>(Overflow()) : Value::Int(0);
+          return Status::InvalidArgument(
+              floordiv ? "ZeroDivisionError: integer division or modulo by zero"
+                       : "ZeroDivisionError: integer modulo by zero");
+        if (x == INT64_MIN && y == -1)
+          return floordiv ? StatusOr<Value>(Overflow()) : Value::Int(0);
         int64_t q = x / y, r = x % y;
         if (r != 0 && ((r < 0) != (y < 0))) {
           q -= 1;
@@ -241,8 +255,9 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
       }
       if (nums) {
         if (b.number() == 0.0)
-          return Status::InvalidArgument(floordiv ? "ZeroDivisionError: float floor division by zero"
-                                                  : "ZeroDivisionError: float modulo");
+          return Status::InvalidArgument(floordiv
+                                             ? "ZeroDivisionError: float floor division by zero"
+                                             : "ZeroDivisionError: float modulo");
         double fd, m;
         FloatDivMod(a.number(), b.number(), &fd, &m);
         return Value::Float(floordiv ? fd : m);
@@ -269,10 +284,12 @@ StatusOr<Value> BinaryOp(Evaluator& ev, BinOp op, const Value& a, const Value& b
 
 StatusOr<bool> Contains(const Value& container, const Value& item) {
   switch (container.kind()) {
-    case Kind::kUndefined: return false;
+    case Kind::kUndefined:
+      return false;
     case Kind::kString:
       if (!item.is_string())
-        return TypeError(std::string("'in <string>' requires string as left operand, not ") + TypeName(item));
+        return TypeError(std::string("'in <string>' requires string as left operand, not ") +
+                         TypeName(item));
       return container.str().find(item.str()) != std::string::npos;
     case Kind::kSeq:
       for (const Value& v : container.seq().items) {
@@ -280,7 +297,8 @@ StatusOr<bool> Contains(const Value& container, const Value& item) {
       }
       return false;
     case Kind::kDict:
-      if (!Hashable(item)) return TypeError(std::string("unhashable type: '") + TypeName(item) + "'");
+      if (!Hashable(item))
+        return TypeError(std::string("unhashable type: '") + TypeName(item) + "'");
       return container.dict().Find(item) >= 0;
     case Kind::kIterator: {
       IteratorData& it = container.iter();
@@ -294,17 +312,24 @@ StatusOr<bool> Contains(const Value& container, const Value& item) {
       }
       return false;
     }
-    case Kind::kLoop: return Unsupported("'in' on a loop object");
-    default: return TypeError(std::string("argument of type '") + TypeName(container) + "' is not iterable");
+    case Kind::kLoop:
+      return Unsupported("'in' on a loop object");
+    default:
+      return TypeError(std::string("argument of type '") + TypeName(container) +
+                       "' is not iterable");
   }
 }
 
 StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b) {
   switch (op) {
-    case CmpOp::kEq: return Equal(a, b);
-    case CmpOp::kNe: return !Equal(a, b);
-    case CmpOp::kLt: return Less(a, b);
-    case CmpOp::kGt: return Less(b, a);
+    case CmpOp::kEq:
+      return Equal(a, b);
+    case CmpOp::kNe:
+      return !Equal(a, b);
+    case CmpOp::kLt:
+      return Less(a, b);
+    case CmpOp::kGt:
+      return Less(b, a);
     case CmpOp::kLe: {
       ASSIGN_OR_RETURN(bool lt, Less(a, b));
       return lt || Equal(a, b);
@@ -313,7 +338,8 @@ StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b) {
       ASSIGN_OR_RETURN(bool gt, Less(b, a));
       return gt || Equal(a, b);
     }
-    case CmpOp::kIn: return Contains(b, a);
+    case CmpOp::kIn:
+      return Contains(b, a);
     case CmpOp::kNotIn: {
       ASSIGN_OR_RETURN(bool in, Contains(b, a));
       return !in;
@@ -324,8 +350,8 @@ StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b) {
 
 Status StableSort(std::vector<Value>* items,
                   const std::function<StatusOr<bool>(const Value&, const Value&)>& less) {
-  // Bottom-up merge sort: takes from the right run only when strictly less, so equal items keep their
-  // order, as Python's sorted() does.
+  // Bottom-up merge sort: takes from the right run only when strictly less, so equal items keep
+  // their order, as Python's sorted() does.
   std::vector<Value>& a = *items;
   std::vector<Value> buf(a.size());
   for (size_t width = 1; width < a.size(); width *= 2) {
@@ -344,12 +370,12 @@ Status StableSort(std::vector<Value>* items,
   return Status::OK();
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Evaluator
 
 Evaluator::~Evaluator() {
-  // Namespaces and loop objects can reference each other (ns.loop = loop); drop what they hold so the
-  // shared_ptrs free everything.
+  // Namespaces and loop objects can reference each other (ns.loop = loop); drop what they hold so
+  // the shared_ptrs free everything.
   for (auto& h : tracked_) {
     if (auto* ns = dynamic_cast<NamespaceData*>(h.get())) ns->attrs.clear();
     if (auto* loop = dynamic_cast<LoopData*>(h.get())) {
@@ -370,18 +396,22 @@ Status Evaluator::Charge(uint64_t n) {
 Status Evaluator::CheckString(size_t bytes) {
   if (bytes > limits_.max_string_bytes)
     return Status::ResourceExhausted("chat template: a string of " + std::to_string(bytes) +
-                                     " bytes passes the limit of " + std::to_string(limits_.max_string_bytes));
+                                     " bytes passes the limit of " +
+                                     std::to_string(limits_.max_string_bytes));
   return Charge(bytes / 64);
 }
 
 Status Evaluator::CheckList(size_t items) {
   if (items > limits_.max_list_items)
     return Status::ResourceExhausted("chat template: a list of " + std::to_string(items) +
-                                     " items passes the limit of " + std::to_string(limits_.max_list_items));
+                                     " items passes the limit of " +
+                                     std::to_string(limits_.max_list_items));
   return Charge(items / 16);
 }
 
-void Evaluator::Track(std::shared_ptr<HeapObject> mutable_object) { tracked_.push_back(std::move(mutable_object)); }
+void Evaluator::Track(std::shared_ptr<HeapObject> mutable_object) {
+  tracked_.push_back(std::move(mutable_object));
+}
 
 std::shared_ptr<Scope> Evaluator::NewScope(Scope* parent) {
   auto s = std::make_shared<Scope>();
@@ -427,7 +457,8 @@ StatusOr<std::string> Evaluator::Render(const Template& t, Value context) {
   return out;
 }
 
-StatusOr<Flow> Evaluator::Exec(const std::vector<std::unique_ptr<Stmt>>& body, Scope* scope, std::string* out) {
+StatusOr<Flow> Evaluator::Exec(const std::vector<std::unique_ptr<Stmt>>& body, Scope* scope,
+                               std::string* out) {
   for (const auto& s : body) {
     ASSIGN_OR_RETURN(Flow flow, ExecOne(*s, scope, out));
     if (flow != Flow::kNormal) return flow;
@@ -451,7 +482,8 @@ StatusOr<Flow> Evaluator::ExecOne(const Stmt& s, Scope* scope, std::string* out)
       ASSIGN_OR_RETURN(Value test, Eval(*s.expr, scope));
       return Exec(Truthy(test) ? s.body : s.else_body, scope, out);
     }
-    case StmtKind::kFor: return ExecFor(s, scope, out);
+    case StmtKind::kFor:
+      return ExecFor(s, scope, out);
     case StmtKind::kAssign: {
       ASSIGN_OR_RETURN(Value v, Eval(*s.expr, scope));
       LOCATED(s.pos, Assign(s.target, v, scope));
@@ -479,8 +511,10 @@ StatusOr<Flow> Evaluator::ExecOne(const Stmt& s, Scope* scope, std::string* out)
       }
       return Flow::kNormal;
     }
-    case StmtKind::kBreak: return Flow::kBreak;
-    case StmtKind::kContinue: return Flow::kContinue;
+    case StmtKind::kBreak:
+      return Flow::kBreak;
+    case StmtKind::kContinue:
+      return Flow::kContinue;
     case StmtKind::kMacro: {
       auto c = std::make_shared<CallableData>();
       c->kind = Builtin::kMacro;
@@ -550,21 +584,26 @@ Status Evaluator::Assign(const Target& t, const Value& v, Scope* scope) {
       scope->vars[t.name] = v;
       return Status::OK();
     case Target::kTuple: {
-      if (!v.is_undefined() && !v.is_string() && !v.is_seq() && !v.is_dict() && v.kind() != Kind::kIterator)
+      if (!v.is_undefined() && !v.is_string() && !v.is_seq() && !v.is_dict() &&
+          v.kind() != Kind::kIterator)
         return TypeError(std::string("cannot unpack non-iterable ") + TypeName(v) + " object");
       ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
       if (items.size() < t.items.size())
-        return ValueError("not enough values to unpack (expected " + std::to_string(t.items.size()) + ", got " +
-                          std::to_string(items.size()) + ")");
+        return ValueError("not enough values to unpack (expected " +
+                          std::to_string(t.items.size()) + ", got " + std::to_string(items.size()) +
+                          ")");
       if (items.size() > t.items.size())
-        return ValueError("too many values to unpack (expected " + std::to_string(t.items.size()) + ")");
-      for (size_t i = 0; i < items.size(); ++i) RETURN_IF_ERROR(Assign(t.items[i], items[i], scope));
+        return ValueError("too many values to unpack (expected " + std::to_string(t.items.size()) +
+                          ")");
+      for (size_t i = 0; i < items.size(); ++i)
+        RETURN_IF_ERROR(Assign(t.items[i], items[i], scope));
       return Status::OK();
     }
     case Target::kNamespaceAttr: {
       const Value ns = Lookup(t.name, scope);
       if (ns.kind() != Kind::kNamespace)
-        return Status::InvalidArgument("TemplateRuntimeError: cannot assign attribute on non-namespace object");
+        return Status::InvalidArgument(
+            "TemplateRuntimeError: cannot assign attribute on non-namespace object");
       if (Nesting(v) > kMaxNesting) return Unsupported("lists nested more than 512 levels deep");
       if (Value* slot = ns.ns().Find(t.attr)) {
         *slot = v;
@@ -593,7 +632,8 @@ StatusOr<CallArgs> Evaluator::EvalArgs(const Expr& e, size_t first, Scope* scope
 StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
   LOCATED(e.pos, Charge());
   switch (e.kind) {
-    case ExprKind::kConst: return e.constant;
+    case ExprKind::kConst:
+      return e.constant;
     case ExprKind::kName:
       if (folding_) return Impossible();
       return Lookup(e.name, scope);
@@ -606,6 +646,26 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
     case ExprKind::kGetitem: {
       ASSIGN_OR_RETURN(Value obj, Eval(*e.children[0], scope));
       const Expr& index = *e.children[1];
+      if (index.kind == ExprKind::kTuple && folding_) {
+        // a[x, y:z]: only Jinja's constant folding can evaluate a slice inside a tuple (its
+        // compiled Python would be a syntax error, which Compile reports); the sandbox's getitem
+        // then fails on the tuple key and gives Undefined.
+        bool has_slice = false;
+        for (const auto& c : index.children) {
+          if (c->kind != ExprKind::kSlice) continue;
+          has_slice = true;
+          for (const auto& part : c->children) {
+            if (part) RETURN_IF_ERROR(Eval(*part, scope).status());
+          }
+        }
+        if (has_slice) {
+          for (const auto& c : index.children) {
+            if (c->kind != ExprKind::kSlice) RETURN_IF_ERROR(Eval(*c, scope).status());
+          }
+          if (obj.is_undefined()) return At(e.pos, UndefinedError(obj));
+          return Value::Undefined("", ObjectTypeRepr(obj), "(slice, ...)", /*name_is_str=*/false);
+        }
+      }
       if (index.kind == ExprKind::kSlice) {
         Value parts[3] = {Value::None(), Value::None(), Value::None()};
         for (int i = 0; i < 3; ++i) {
@@ -622,7 +682,8 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
       ASSIGN_OR_LOCATED(Value v, e.pos, GetItem(obj, key));
       return v;
     }
-    case ExprKind::kSlice: return At(e.pos, Status::Internal("slice outside a subscript"));
+    case ExprKind::kSlice:
+      return At(e.pos, Status::Internal("slice outside a subscript"));
     case ExprKind::kCall:
       if (folding_) return Impossible();
       return EvalCall(e, scope);
@@ -638,7 +699,8 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
       }
       ASSIGN_OR_RETURN(CallArgs args, EvalArgs(e, 1, scope));
       if (e.builtin < 0)
-        return At(e.pos, Status::InvalidArgument("TemplateRuntimeError: No filter named '" + e.name + "' found."));
+        return At(e.pos, Status::InvalidArgument("TemplateRuntimeError: No filter named '" +
+                                                 e.name + "' found."));
       ASSIGN_OR_LOCATED(Value v, e.pos, CallFilter(*this, e.builtin, operand, std::move(args)));
       return v;
     }
@@ -647,7 +709,8 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
       ASSIGN_OR_RETURN(Value operand, Eval(*e.children[0], scope));
       ASSIGN_OR_RETURN(CallArgs args, EvalArgs(e, 1, scope));
       if (e.builtin < 0)
-        return At(e.pos, Status::InvalidArgument("TemplateRuntimeError: No test named '" + e.name + "' found."));
+        return At(e.pos, Status::InvalidArgument("TemplateRuntimeError: No test named '" + e.name +
+                                                 "' found."));
       ASSIGN_OR_LOCATED(bool r, e.pos, CallTest(*this, e.builtin, operand, std::move(args)));
       return Value::Bool(r);
     }
@@ -661,8 +724,8 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
         if (neg && v.integer() == INT64_MIN) return At(e.pos, Overflow());
         return Value::Int(neg ? -v.integer() : v.integer());
       }
-      return At(e.pos, TypeError(std::string("bad operand type for unary ") + (neg ? "-" : "+") + ": '" +
-                                 TypeName(v) + "'"));
+      return At(e.pos, TypeError(std::string("bad operand type for unary ") + (neg ? "-" : "+") +
+                                 ": '" + TypeName(v) + "'"));
     }
     case ExprKind::kNot: {
       ASSIGN_OR_RETURN(Value v, Eval(*e.children[0], scope));
@@ -714,14 +777,17 @@ StatusOr<Value> Evaluator::Eval(const Expr& e, Scope* scope) {
         ASSIGN_OR_RETURN(Value v, Eval(*c, scope));
         items.push_back(std::move(v));
       }
-      return Value::List(std::move(items), e.kind == ExprKind::kList ? SeqKind::kList : SeqKind::kTuple);
+      return Value::List(std::move(items),
+                         e.kind == ExprKind::kList ? SeqKind::kList : SeqKind::kTuple);
     }
     case ExprKind::kDict: {
       auto d = std::make_shared<DictData>();
       for (size_t i = 0; i + 1 < e.children.size(); i += 2) {
         ASSIGN_OR_RETURN(Value k, Eval(*e.children[i], scope));
         ASSIGN_OR_RETURN(Value v, Eval(*e.children[i + 1], scope));
-        if (!Hashable(k)) return At(e.children[i]->pos, TypeError(std::string("unhashable type: '") + TypeName(k) + "'"));
+        if (!Hashable(k))
+          return At(e.children[i]->pos,
+                    TypeError(std::string("unhashable type: '") + TypeName(k) + "'"));
         d->Set(std::move(k), std::move(v));
       }
       return Value::MakeDict(std::move(d));
@@ -740,11 +806,12 @@ std::optional<Value> Evaluator::Fold(const Expr& e) {
 }
 
 std::optional<Value> FoldConstant(const Expr& e) {
-  // Small limits: folding runs at parse time, and anything it gives up on is evaluated at render time.
+  // Small limits: folding runs at parse time, and anything it gives up on is evaluated at render
+  // time.
   RenderLimits limits;
-  limits.max_steps = 1'000'000;
-  limits.max_string_bytes = size_t{1} << 20;
-  limits.max_list_items = size_t{1} << 16;
+  limits.max_steps = 100'000;
+  limits.max_string_bytes = size_t{64} << 10;
+  limits.max_list_items = size_t{4} << 10;
   Evaluator ev(limits);
   return ev.Fold(e);
 }
@@ -758,32 +825,36 @@ StatusOr<Value> Evaluator::EvalCall(const Expr& e, Scope* scope) {
 
 StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
   if (callee.is_undefined()) return UndefinedError(callee);
-  if (callee.kind() != Kind::kCallable) return TypeError(std::string("'") + TypeName(callee) + "' object is not callable");
+  if (callee.kind() != Kind::kCallable)
+    return TypeError(std::string("'") + TypeName(callee) + "' object is not callable");
   const CallableData& c = callee.callable();
   auto no_kwargs = [&](const char* f) -> Status {
-    if (!a.kwargs.empty())
-      return TypeError(std::string(f) + "() takes no keyword arguments");
+    if (!a.kwargs.empty()) return TypeError(std::string(f) + "() takes no keyword arguments");
     return Status::OK();
   };
   switch (c.kind) {
     case Builtin::kRange: {
       RETURN_IF_ERROR(no_kwargs("range"));
       if (a.args.empty() || a.args.size() > 3)
-        return TypeError("range expected at most 3 arguments, got " + std::to_string(a.args.size()));
+        return TypeError("range expected at most 3 arguments, got " +
+                         std::to_string(a.args.size()));
       for (const Value& v : a.args) {
         if (!v.is_integral())
-          return TypeError(std::string("'") + TypeName(v) + "' object cannot be interpreted as an integer");
+          return TypeError(std::string("'") + TypeName(v) +
+                           "' object cannot be interpreted as an integer");
       }
       const int64_t start = a.args.size() == 1 ? 0 : a.args[0].integer();
       const int64_t stop = a.args.size() == 1 ? a.args[0].integer() : a.args[1].integer();
       const int64_t step = a.args.size() == 3 ? a.args[2].integer() : 1;
       if (step == 0) return ValueError("range() arg 3 must not be zero");
-      const __int128 span = step > 0 ? static_cast<__int128>(stop) - start : static_cast<__int128>(start) - stop;
+      const __int128 span =
+          step > 0 ? static_cast<__int128>(stop) - start : static_cast<__int128>(start) - stop;
       const __int128 abs_step = step > 0 ? step : -static_cast<__int128>(step);
       const __int128 len = span <= 0 ? 0 : (span + abs_step - 1) / abs_step;
       if (len > kMaxRange)
         return Status::InvalidArgument(
-            "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+            "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE "
+            "(100000).");
       RETURN_IF_ERROR(Charge(static_cast<uint64_t>(len) / 16));
       return Value::Range(start, stop, step);
     }
@@ -801,9 +872,10 @@ StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
           for (const Value& p : pairs) {
             ASSIGN_OR_RETURN(std::vector<Value> kv, Iterate(p));
             if (kv.size() != 2)
-              return ValueError("dictionary update sequence element has length " + std::to_string(kv.size()) +
-                                "; 2 is required");
-            if (!Hashable(kv[0])) return TypeError(std::string("unhashable type: '") + TypeName(kv[0]) + "'");
+              return ValueError("dictionary update sequence element has length " +
+                                std::to_string(kv.size()) + "; 2 is required");
+            if (!Hashable(kv[0]))
+              return TypeError(std::string("unhashable type: '") + TypeName(kv[0]) + "'");
             d->Set(kv[0], kv[1]);
           }
         }
@@ -821,8 +893,8 @@ StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
     case Builtin::kRaiseException: {
       RETURN_IF_ERROR(no_kwargs("raise_exception"));
       if (a.args.size() != 1)
-        return TypeError("raise_exception() takes 1 positional argument but " + std::to_string(a.args.size()) +
-                         " were given");
+        return TypeError("raise_exception() takes 1 positional argument but " +
+                         std::to_string(a.args.size()) + " were given");
       std::string msg;
       RETURN_IF_ERROR(AppendStr(a.args[0], &msg));
       return Status::InvalidArgument("TemplateError: " + msg);
@@ -834,7 +906,8 @@ StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
       RETURN_IF_ERROR(CheckString(a.args[0].str().size() * 4));
       return Value::String(StrftimeNow(a.args[0].str()));
     }
-    case Builtin::kMethod: return CallMethod(*this, c, std::move(a));
+    case Builtin::kMethod:
+      return CallMethod(*this, c, std::move(a));
     case Builtin::kLoopCycle: {
       RETURN_IF_ERROR(no_kwargs("cycle"));
       if (a.args.empty()) return TypeError("no items for cycling given");
@@ -850,8 +923,10 @@ StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
       loop.changed_value = std::move(now);
       return Value::Bool(true);
     }
-    case Builtin::kMacro: return CallMacro(c, std::move(a));
-    case Builtin::kUnsupported: return Unsupported("the global function '" + c.name + "'");
+    case Builtin::kMacro:
+      return CallMacro(c, std::move(a));
+    case Builtin::kUnsupported:
+      return Unsupported("the global function '" + c.name + "'");
   }
   return Status::Internal("unknown callable");
 }
@@ -859,7 +934,8 @@ StatusOr<Value> Evaluator::Call(const Value& callee, CallArgs a) {
 StatusOr<Value> Evaluator::CallMacro(const CallableData& c, CallArgs a) {
   const Stmt& m = *c.macro;
   std::shared_ptr<Scope> closure = c.closure.lock();
-  if (!closure) return Unsupported("calling macro '" + m.text + "' after the block that defined it ended");
+  if (!closure)
+    return Unsupported("calling macro '" + m.text + "' after the block that defined it ended");
   if (call_depth_ >= limits_.max_call_depth)
     return Status::ResourceExhausted("chat template: macro calls nested deeper than " +
                                      std::to_string(limits_.max_call_depth));
@@ -881,9 +957,11 @@ StatusOr<Value> Evaluator::CallMacro(const CallableData& c, CallArgs a) {
     if (!placed) extra_kwargs.emplace_back(k, v);
   }
   if (!extra_kwargs.empty() && !m.catch_kwargs)
-    return TypeError("macro '" + m.text + "' takes no keyword argument '" + extra_kwargs[0].first + "'");
+    return TypeError("macro '" + m.text + "' takes no keyword argument '" + extra_kwargs[0].first +
+                     "'");
   if (a.args.size() > n && !m.catch_varargs)
-    return TypeError("macro '" + m.text + "' takes not more than " + std::to_string(n) + " argument(s)");
+    return TypeError("macro '" + m.text + "' takes not more than " + std::to_string(n) +
+                     " argument(s)");
   ++call_depth_;
   struct DepthRestore {
     int* d;
@@ -892,13 +970,15 @@ StatusOr<Value> Evaluator::CallMacro(const CallableData& c, CallArgs a) {
   // Defaults are evaluated at call time, in the macro's scope, so they can use earlier parameters.
   for (size_t i = 0; i < n; ++i) {
     if (bound[i]) {
-      if (Nesting(*bound[i]) > kMaxNesting) return Unsupported("lists nested more than 512 levels deep");
+      if (Nesting(*bound[i]) > kMaxNesting)
+        return Unsupported("lists nested more than 512 levels deep");
       scope->vars[m.params[i]] = *bound[i];
     } else if (i >= first_default) {
       ASSIGN_OR_RETURN(Value v, Eval(*m.values[i - first_default], scope.get()));
       scope->vars[m.params[i]] = std::move(v);
     } else {
-      scope->vars[m.params[i]] = Value::Undefined("parameter '" + m.params[i] + "' was not provided");
+      scope->vars[m.params[i]] =
+          Value::Undefined("parameter '" + m.params[i] + "' was not provided");
     }
   }
   if (m.catch_varargs) {

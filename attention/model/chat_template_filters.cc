@@ -1,11 +1,13 @@
-// Jinja2's filters and tests (jinja2/filters.py, tests.py, 3.1) that chat templates use, with
-// transformers' tojson in place of Jinja's. Each mirrors its Python function, quirks included:
-// join and string print items with str(); map, select, reject, selectattr, rejectattr, unique, items
-// and reverse return iterators (always true, printed as a memory address, consumed by one use); first
-// of an empty sequence is Undefined; int("4.5") is 4; title() capitalizes after - ( { [ < and spaces.
+// Jinja2's filters (jinja2/filters.py, 3.1) that chat templates use, with transformers' tojson in
+// place of Jinja's. Each mirrors its Python function, quirks included:
+// join and string print items with str(); map, select, reject, selectattr, rejectattr, unique,
+// items and reverse return iterators (always true, printed as a memory address, consumed by one
+// use); first of an empty sequence is Undefined; int("4.5") is 4; title() capitalizes after - ( { [
+// < and spaces.
 //
-// Filters Jinja2 has but blockkv refuses (escape/safe and other Markup producers, printf-style format,
-// groupby, batch, slice, random, truncate, wordwrap, url filters, xmlattr, pprint...) are parse errors.
+// Filters Jinja2 has but blockkv refuses (escape/safe and other Markup producers, printf-style
+// format, groupby, batch, slice, random, truncate, wordwrap, url filters, xmlattr, pprint...)
+// parse, as in Jinja, and fail with an "unsupported" error when they run.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -17,7 +19,6 @@ namespace blockkv::jinja {
 namespace {
 
 using FilterFn = StatusOr<Value> (*)(Evaluator&, const Value&, CallArgs&);
-using TestFn = StatusOr<bool> (*)(Evaluator&, const Value&, CallArgs&);
 
 StatusOr<std::string> SoftStr(const Value& v) {
   std::string s;
@@ -51,7 +52,8 @@ StatusOr<Value> AttrGet(const Value& item, const Value& attribute, const Value* 
   size_t start = 0;
   for (;;) {
     const size_t dot = path.find('.', start);
-    const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
     if (digits && part.size() > 18) return Unsupported("an attribute index beyond 64 bits");
     ASSIGN_OR_RETURN(v, GetItem(v, digits ? Value::Int(std::stoll(part)) : Value::String(part)));
@@ -93,6 +95,13 @@ StatusOr<Value> FCapitalize(Evaluator&, const Value& v, CallArgs& a) {
   return Value::String(text::Capitalize(s));
 }
 
+StatusOr<Value> FCenter(Evaluator& ev, const Value& v, CallArgs& a) {
+  std::vector<std::optional<Value>> p;
+  RETURN_IF_ERROR(BindArgs("center", a, {"width"}, 0, &p));
+  ASSIGN_OR_RETURN(std::string s, SoftStr(v));
+  return Pad(ev, s, p[0] ? p[0] : std::optional<Value>(Value::Int(80)), std::nullopt, 'c');
+}
+
 StatusOr<Value> FLength(Evaluator&, const Value& v, CallArgs& a) {
   std::vector<std::optional<Value>> p;
   RETURN_IF_ERROR(BindArgs("length", a, {}, 0, &p));
@@ -117,13 +126,17 @@ StatusOr<Value> FDictSort(Evaluator&, const Value& v, CallArgs& a) {
     if (p[1]->is_string() && p[1]->str() == "value") {
       pos = 1;
     } else if (!p[1]->is_string() || p[1]->str() != "key") {
-      return Status::InvalidArgument("FilterArgumentError: You can only sort by either \"key\" or \"value\"");
+      return Status::InvalidArgument(
+          "FilterArgumentError: You can only sort by either \"key\" or \"value\"");
     }
   }
   const bool reverse = p[2] && Truthy(*p[2]);
-  if (!v.is_dict()) return Status::InvalidArgument(std::string("AttributeError: '") + TypeName(v) + "' object has no attribute 'items'");
+  if (!v.is_dict())
+    return Status::InvalidArgument(std::string("AttributeError: '") + TypeName(v) +
+                                   "' object has no attribute 'items'");
   std::vector<Value> items;
-  for (const auto& [k, val] : v.dict().items) items.push_back(Value::List({k, val}, SeqKind::kTuple));
+  for (const auto& [k, val] : v.dict().items)
+    items.push_back(Value::List({k, val}, SeqKind::kTuple));
   auto key = [&](const Value& item) {
     const Value& x = item.seq().items[static_cast<size_t>(pos)];
     return case_sensitive ? x : IgnoreCase(x);
@@ -161,7 +174,8 @@ StatusOr<Value> FFirst(Evaluator&, const Value& v, CallArgs& a) {
 StatusOr<Value> FLast(Evaluator&, const Value& v, CallArgs& a) {
   std::vector<std::optional<Value>> p;
   RETURN_IF_ERROR(BindArgs("last", a, {}, 0, &p));
-  if (v.kind() == Kind::kIterator) return TypeError(std::string("'") + TypeName(v) + "' object is not reversible");
+  if (v.kind() == Kind::kIterator)
+    return TypeError(std::string("'") + TypeName(v) + "' object is not reversible");
   if (!v.is_undefined() && !v.is_string() && !v.is_seq() && !v.is_dict())
     return TypeError(std::string("'") + TypeName(v) + "' object is not reversible");
   ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
@@ -169,8 +183,8 @@ StatusOr<Value> FLast(Evaluator&, const Value& v, CallArgs& a) {
   return items.back();
 }
 
-// Python's float() of a string: digits with single underscores between them, an optional fraction and
-// exponent, or inf / infinity / nan; surrounding whitespace is allowed.
+// Python's float() of a string: digits with single underscores between them, an optional fraction
+// and exponent, or inf / infinity / nan; surrounding whitespace is allowed.
 bool ParsePyFloat(const std::string& in, double* out) {
   const std::string s = StripChars(in, nullptr, true, true);
   std::string t;
@@ -189,7 +203,8 @@ bool ParsePyFloat(const std::string& in, double* out) {
       if (s[i] >= '0' && s[i] <= '9') {
         t.push_back(s[i++]);
         last_digit = true;
-      } else if (s[i] == '_' && last_digit && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9') {
+      } else if (s[i] == '_' && last_digit && i + 1 < s.size() && s[i + 1] >= '0' &&
+                 s[i + 1] <= '9') {
         ++i;
         last_digit = false;
       } else {
@@ -224,9 +239,7 @@ bool ParsePyInt(const std::string& in, int64_t base, int64_t* out, bool* overflo
   size_t i = 0;
   bool neg = false;
   if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
-  auto prefix = [&](char p) {
-    return i + 1 < s.size() && s[i] == '0' && (s[i + 1] | 0x20) == p;
-  };
+  auto prefix = [&](char p) { return i + 1 < s.size() && s[i] == '0' && (s[i + 1] | 0x20) == p; };
   if (base == 0) {
     base = prefix('x') ? 16 : prefix('o') ? 8 : prefix('b') ? 2 : 10;
     if (base != 10) {
@@ -238,7 +251,8 @@ bool ParsePyInt(const std::string& in, int64_t base, int64_t* out, bool* overflo
         if (s[k] != '0' && s[k] != '_') return false;
       }
     }
-  } else if ((base == 16 && prefix('x')) || (base == 8 && prefix('o')) || (base == 2 && prefix('b'))) {
+  } else if ((base == 16 && prefix('x')) || (base == 8 && prefix('o')) ||
+             (base == 2 && prefix('b'))) {
     i += 2;
     if (i < s.size() && s[i] == '_') ++i;
   }
@@ -274,7 +288,8 @@ bool ParsePyInt(const std::string& in, int64_t base, int64_t* out, bool* overflo
 }
 
 StatusOr<Value> FloatToInt(double d) {
-  if (std::isinf(d)) return Status::InvalidArgument("OverflowError: cannot convert float infinity to integer");
+  if (std::isinf(d))
+    return Status::InvalidArgument("OverflowError: cannot convert float infinity to integer");
   if (std::fabs(d) >= 9.2233720368547758e18) return Unsupported("integer overflow beyond 64 bits");
   return Value::Int(static_cast<int64_t>(std::trunc(d)));
 }
@@ -327,7 +342,9 @@ StatusOr<Value> FIndent(Evaluator& ev, const Value& v, CallArgs& a) {
   std::vector<std::optional<Value>> p;
   RETURN_IF_ERROR(BindArgs("indent", a, {"width", "first", "blank"}, 0, &p));
   if (v.is_undefined()) return UndefinedError(v);
-  if (!v.is_string()) return TypeError(std::string("unsupported operand type(s) for +=: '") + TypeName(v) + "' and 'str'");
+  if (!v.is_string())
+    return TypeError(std::string("unsupported operand type(s) for +=: '") + TypeName(v) +
+                     "' and 'str'");
   std::string indention = "    ";
   if (p[0]) {
     if (p[0]->is_string()) {
@@ -337,7 +354,8 @@ StatusOr<Value> FIndent(Evaluator& ev, const Value& v, CallArgs& a) {
       RETURN_IF_ERROR(ev.CheckString(w > 0 ? static_cast<size_t>(w) : 0));
       indention.assign(w > 0 ? static_cast<size_t>(w) : 0, ' ');
     } else {
-      return TypeError(std::string("can't multiply sequence by non-int of type '") + TypeName(*p[0]) + "'");
+      return TypeError(std::string("can't multiply sequence by non-int of type '") +
+                       TypeName(*p[0]) + "'");
     }
   }
   const std::vector<std::string> lines = SplitLines(v.str() + "\n", false);
@@ -366,7 +384,8 @@ StatusOr<Value> FItems(Evaluator&, const Value& v, CallArgs& a) {
   if (v.is_undefined()) return MakeIterator({});
   if (!v.is_dict()) return MakeIterator({}, TypeError("Can only get item pairs from a mapping."));
   std::vector<Value> items;
-  for (const auto& [k, val] : v.dict().items) items.push_back(Value::List({k, val}, SeqKind::kTuple));
+  for (const auto& [k, val] : v.dict().items)
+    items.push_back(Value::List({k, val}, SeqKind::kTuple));
   return MakeIterator(std::move(items));
 }
 
@@ -422,7 +441,8 @@ StatusOr<Value> FTitle(Evaluator&, const Value& v, CallArgs& a) {
   std::vector<std::optional<Value>> p;
   RETURN_IF_ERROR(BindArgs("title", a, {}, 0, &p));
   ASSIGN_OR_RETURN(std::string s, SoftStr(v));
-  // re.split(r"([-\s({\[<]+)") keeps the separators; every piece is item[0].upper() + item[1:].lower().
+  // re.split(r"([-\s({\[<]+)") keeps the separators; every piece is item[0].upper() +
+  // item[1:].lower().
   const std::vector<uint32_t> cps = text::Decode(s);
   auto is_sep = [](uint32_t c) {
     return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || text::IsSpace(c);
@@ -464,7 +484,8 @@ StatusOr<Value> FReplace(Evaluator& ev, const Value& v, CallArgs& a) {
     count = p[2]->integer();
   }
   const size_t worst = s.size() + (text::CountCodePoints(s) + 1) * with.size();
-  if (worst > ev.limits().max_string_bytes) RETURN_IF_ERROR(ev.CheckString(Replace(s, old, "", count).size()));
+  if (worst > ev.limits().max_string_bytes)
+    RETURN_IF_ERROR(ev.CheckString(Replace(s, old, "", count).size()));
   std::string r = Replace(s, old, with, count);
   RETURN_IF_ERROR(ev.CheckString(r.size()));
   return Value::String(std::move(r));
@@ -488,9 +509,10 @@ StatusOr<Value> FReverse(Evaluator& ev, const Value& v, CallArgs& a) {
     return Status::InvalidArgument("FilterArgumentError: argument must be iterable");
   ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
   std::reverse(items.begin(), items.end());
-  const char* type = v.is_dict() ? "dict_reversekeyiterator"
-                     : v.is_undefined() ? "reversed"
-                     : v.seq_kind() == SeqKind::kRange ? "range_iterator" : "list_reverseiterator";
+  const char* type = v.is_dict()                       ? "dict_reversekeyiterator"
+                     : v.is_undefined()                ? "reversed"
+                     : v.seq_kind() == SeqKind::kRange ? "range_iterator"
+                                                       : "list_reverseiterator";
   return MakeIterator(std::move(items), std::nullopt, type);
 }
 
@@ -504,13 +526,15 @@ StatusOr<Value> FRound(Evaluator&, const Value& v, CallArgs& a) {
   }
   std::string method = "common";
   if (p[1]) {
-    if (!p[1]->is_string()) return Status::InvalidArgument("FilterArgumentError: method must be common, ceil or floor");
+    if (!p[1]->is_string())
+      return Status::InvalidArgument("FilterArgumentError: method must be common, ceil or floor");
     method = p[1]->str();
   }
   if (method != "common" && method != "ceil" && method != "floor")
     return Status::InvalidArgument("FilterArgumentError: method must be common, ceil or floor");
   if (v.is_undefined()) return UndefinedError(v);
-  if (!v.is_number()) return TypeError(std::string("type ") + TypeName(v) + " doesn't define __round__ method");
+  if (!v.is_number())
+    return TypeError(std::string("type ") + TypeName(v) + " doesn't define __round__ method");
   if (precision < 0 || precision > 17) return Unsupported("round() with a precision outside 0..17");
   if (method == "common") {
     if (v.is_integral()) return Value::Int(v.integer());
@@ -530,14 +554,17 @@ StatusOr<Value> FRound(Evaluator&, const Value& v, CallArgs& a) {
     r = static_cast<double>(x) / static_cast<double>(p10);
   } else {
     const double x = v.number() * static_cast<double>(p10);
-    if (!std::isfinite(x)) return Status::InvalidArgument("OverflowError: cannot convert float infinity to integer");
+    if (!std::isfinite(x))
+      return Status::InvalidArgument("OverflowError: cannot convert float infinity to integer");
     r = (method == "ceil" ? std::ceil(x) : std::floor(x)) / static_cast<double>(p10);
   }
   return Value::Float(r);
 }
 
-// The key of sort / min / max / unique: the item or its attribute(s), lowercased unless case_sensitive.
-StatusOr<Value> SortKey(const Value& item, const std::optional<Value>& attribute, bool case_sensitive, bool multi) {
+// The key of sort / min / max / unique: the item or its attribute(s), lowercased unless
+// case_sensitive.
+StatusOr<Value> SortKey(const Value& item, const std::optional<Value>& attribute,
+                        bool case_sensitive, bool multi) {
   if (!attribute || attribute->is_none()) return case_sensitive ? item : IgnoreCase(item);
   if (multi && attribute->is_string() && attribute->str().find(',') != std::string::npos) {
     std::vector<Value> keys;
@@ -545,9 +572,10 @@ StatusOr<Value> SortKey(const Value& item, const std::optional<Value>& attribute
     size_t start = 0;
     for (;;) {
       const size_t comma = attrs.find(',', start);
-      ASSIGN_OR_RETURN(Value k, AttrGet(item, Value::String(attrs.substr(start, comma == std::string::npos
-                                                                                   ? std::string::npos
-                                                                                   : comma - start))));
+      ASSIGN_OR_RETURN(Value k,
+                       AttrGet(item, Value::String(attrs.substr(start, comma == std::string::npos
+                                                                           ? std::string::npos
+                                                                           : comma - start))));
       keys.push_back(case_sensitive ? k : IgnoreCase(k));
       if (comma == std::string::npos) break;
       start = comma + 1;
@@ -628,7 +656,8 @@ StatusOr<Value> FUnique(Evaluator&, const Value& v, CallArgs& a) {
     StatusOr<Value> key = SortKey(item, p[1], cs, false);
     if (!key.ok()) return MakeIterator(std::move(out), key.status());
     if (!Hashable(*key))
-      return MakeIterator(std::move(out), TypeError(std::string("unhashable type: '") + TypeName(*key) + "'"));
+      return MakeIterator(std::move(out),
+                          TypeError(std::string("unhashable type: '") + TypeName(*key) + "'"));
     bool dup = false;
     for (const Value& s : seen) {
       if (Equal(s, *key)) {
@@ -649,9 +678,9 @@ StatusOr<Value> FMap(Evaluator& ev, const Value& v, CallArgs& a) {
   if (!Truthy(v)) return MakeIterator({});
   StatusOr<std::vector<Value>> items = Iterate(v);
   if (!items.ok()) return MakeIterator({}, items.status());
-  const bool by_attribute = a.args.empty() && std::any_of(a.kwargs.begin(), a.kwargs.end(), [](const auto& kw) {
-                              return kw.first == "attribute";
-                            });
+  const bool by_attribute =
+      a.args.empty() && std::any_of(a.kwargs.begin(), a.kwargs.end(),
+                                    [](const auto& kw) { return kw.first == "attribute"; });
   if (by_attribute) {
     Value attribute, dflt = Value::None();
     for (const auto& [k, val] : a.kwargs) {
@@ -660,7 +689,9 @@ StatusOr<Value> FMap(Evaluator& ev, const Value& v, CallArgs& a) {
       } else if (k == "default") {
         dflt = val;
       } else {
-        return MakeIterator({}, Status::InvalidArgument("FilterArgumentError: Unexpected keyword argument '" + k + "'"));
+        return MakeIterator(
+            {}, Status::InvalidArgument("FilterArgumentError: Unexpected keyword argument '" + k +
+                                        "'"));
       }
     }
     for (const Value& item : *items) {
@@ -671,12 +702,16 @@ StatusOr<Value> FMap(Evaluator& ev, const Value& v, CallArgs& a) {
     return MakeIterator(std::move(out));
   }
   if (a.args.empty())
-    return MakeIterator({}, Status::InvalidArgument("FilterArgumentError: map requires a filter argument"));
+    return MakeIterator(
+        {}, Status::InvalidArgument("FilterArgumentError: map requires a filter argument"));
   if (!a.args[0].is_string())
-    return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No filter named " + std::string(TypeName(a.args[0]))));
+    return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No filter named " +
+                                                    std::string(TypeName(a.args[0]))));
   bool supported = false;
   const int filter = FindFilter(a.args[0].str(), &supported);
-  if (filter < 0) return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No filter named '" + a.args[0].str() + "' found."));
+  if (filter < 0)
+    return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No filter named '" +
+                                                    a.args[0].str() + "' found."));
   if (!supported) return MakeIterator({}, Unsupported("filter '" + a.args[0].str() + "'"));
   for (const Value& item : *items) {
     CallArgs sub;
@@ -689,7 +724,8 @@ StatusOr<Value> FMap(Evaluator& ev, const Value& v, CallArgs& a) {
   return MakeIterator(std::move(out));
 }
 
-StatusOr<Value> SelectOrReject(Evaluator& ev, const Value& v, CallArgs& a, bool select, bool by_attr) {
+StatusOr<Value> SelectOrReject(Evaluator& ev, const Value& v, CallArgs& a, bool select,
+                               bool by_attr) {
   std::vector<Value> out;
   if (!Truthy(v)) return MakeIterator({});
   StatusOr<std::vector<Value>> items = Iterate(v);
@@ -698,17 +734,21 @@ StatusOr<Value> SelectOrReject(Evaluator& ev, const Value& v, CallArgs& a, bool 
   Value attr;
   if (by_attr) {
     if (a.args.empty())
-      return MakeIterator({}, Status::InvalidArgument("FilterArgumentError: Missing parameter for attribute name"));
+      return MakeIterator(
+          {}, Status::InvalidArgument("FilterArgumentError: Missing parameter for attribute name"));
     attr = a.args[0];
     off = 1;
   }
   int test = -1;
   if (a.args.size() > off) {
     if (!a.args[off].is_string())
-      return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No test named " + std::string(TypeName(a.args[off]))));
+      return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No test named " +
+                                                      std::string(TypeName(a.args[off]))));
     bool supported = false;
     test = FindTest(a.args[off].str(), &supported);
-    if (test < 0) return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No test named '" + a.args[off].str() + "' found."));
+    if (test < 0)
+      return MakeIterator({}, Status::InvalidArgument("TemplateRuntimeError: No test named '" +
+                                                      a.args[off].str() + "' found."));
     if (!supported) return MakeIterator({}, Unsupported("test '" + a.args[off].str() + "'"));
   }
   for (const Value& item : *items) {
@@ -734,15 +774,25 @@ StatusOr<Value> SelectOrReject(Evaluator& ev, const Value& v, CallArgs& a, bool 
   return MakeIterator(std::move(out));
 }
 
-StatusOr<Value> FSelect(Evaluator& ev, const Value& v, CallArgs& a) { return SelectOrReject(ev, v, a, true, false); }
-StatusOr<Value> FReject(Evaluator& ev, const Value& v, CallArgs& a) { return SelectOrReject(ev, v, a, false, false); }
-StatusOr<Value> FSelectAttr(Evaluator& ev, const Value& v, CallArgs& a) { return SelectOrReject(ev, v, a, true, true); }
-StatusOr<Value> FRejectAttr(Evaluator& ev, const Value& v, CallArgs& a) { return SelectOrReject(ev, v, a, false, true); }
+StatusOr<Value> FSelect(Evaluator& ev, const Value& v, CallArgs& a) {
+  return SelectOrReject(ev, v, a, true, false);
+}
+StatusOr<Value> FReject(Evaluator& ev, const Value& v, CallArgs& a) {
+  return SelectOrReject(ev, v, a, false, false);
+}
+StatusOr<Value> FSelectAttr(Evaluator& ev, const Value& v, CallArgs& a) {
+  return SelectOrReject(ev, v, a, true, true);
+}
+StatusOr<Value> FRejectAttr(Evaluator& ev, const Value& v, CallArgs& a) {
+  return SelectOrReject(ev, v, a, false, true);
+}
 
-// transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
+// transformers' tojson: json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+// sort_keys=False).
 StatusOr<Value> FToJson(Evaluator& ev, const Value& v, CallArgs& a) {
   std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(BindArgs("tojson", a, {"ensure_ascii", "indent", "separators", "sort_keys"}, 0, &p));
+  RETURN_IF_ERROR(
+      BindArgs("tojson", a, {"ensure_ascii", "indent", "separators", "sort_keys"}, 0, &p));
   JsonOptions o;
   o.ensure_ascii = p[0] && Truthy(*p[0]);
   if (p[1] && !p[1]->is_none()) {
@@ -754,16 +804,20 @@ StatusOr<Value> FToJson(Evaluator& ev, const Value& v, CallArgs& a) {
       RETURN_IF_ERROR(ev.CheckString(w > 0 ? static_cast<size_t>(w) : 0));
       o.indent.assign(w > 0 ? static_cast<size_t>(w) : 0, ' ');
     } else {
-      return TypeError(std::string("can't multiply sequence by non-int of type '") + TypeName(*p[1]) + "'");
+      return TypeError(std::string("can't multiply sequence by non-int of type '") +
+                       TypeName(*p[1]) + "'");
     }
     o.item_sep = ",";
   }
   if (p[2] && !p[2]->is_none()) {
     ASSIGN_OR_RETURN(std::vector<Value> seps, Iterate(*p[2]));
     if (seps.size() != 2)
-      return ValueError(std::string(seps.size() < 2 ? "not enough" : "too many") + " values to unpack (expected 2)");
+      return ValueError(std::string(seps.size() < 2 ? "not enough" : "too many") +
+                        " values to unpack (expected 2)");
     for (const Value& s : seps) {
-      if (!s.is_string()) return TypeError(std::string("can only concatenate str (not \"") + TypeName(s) + "\") to str");
+      if (!s.is_string())
+        return TypeError(std::string("can only concatenate str (not \"") + TypeName(s) +
+                         "\") to str");
     }
     o.item_sep = seps[0].str();
     o.key_sep = seps[1].str();
@@ -781,200 +835,60 @@ struct FilterEntry {
 };
 
 const FilterEntry kFilters[] = {
-    {"abs", FAbs},          {"attr", FAttr},         {"batch", nullptr},        {"capitalize", FCapitalize},
-    {"center", nullptr},    {"count", FLength},      {"d", FDefault},           {"default", FDefault},
-    {"dictsort", FDictSort}, {"e", nullptr},         {"escape", nullptr},       {"filesizeformat", nullptr},
-    {"first", FFirst},      {"float", FFloat},       {"forceescape", nullptr},  {"format", nullptr},
-    {"groupby", nullptr},   {"indent", FIndent},     {"int", FInt},             {"join", FJoin},
-    {"last", FLast},        {"length", FLength},     {"list", FList},           {"lower", FLower},
-    {"items", FItems},      {"map", FMap},           {"min", FMin},             {"max", FMax},
-    {"pprint", nullptr},    {"random", nullptr},     {"reject", FReject},       {"rejectattr", FRejectAttr},
-    {"replace", FReplace},  {"reverse", FReverse},   {"round", FRound},         {"safe", nullptr},
-    {"select", FSelect},    {"selectattr", FSelectAttr}, {"slice", nullptr},    {"sort", FSort},
-    {"string", FString},    {"striptags", nullptr},  {"sum", FSum},             {"title", FTitle},
-    {"trim", FTrim},        {"truncate", nullptr},   {"unique", FUnique},       {"upper", FUpper},
-    {"urlencode", nullptr}, {"urlize", nullptr},     {"wordcount", nullptr},    {"wordwrap", nullptr},
-    {"xmlattr", nullptr},   {"tojson", FToJson},
-};
-
-// ---- tests ----
-
-Status TestArgs(const char* name, CallArgs& a, size_t n, std::vector<std::optional<Value>>* p) {
-  static const std::initializer_list<const char*> kNone = {};
-  static const std::initializer_list<const char*> kOne = {"other"};
-  return BindArgs(name, a, n == 0 ? kNone : kOne, n, p);
-}
-
-#define SIMPLE_TEST(fn, name, expr)                              \
-  StatusOr<bool> fn(Evaluator&, const Value& v, CallArgs& a) {   \
-    std::vector<std::optional<Value>> p;                         \
-    RETURN_IF_ERROR(TestArgs(name, a, 0, &p));                   \
-    return (expr);                                               \
-  }
-
-SIMPLE_TEST(TDefined, "defined", !v.is_undefined())
-SIMPLE_TEST(TUndefined, "undefined", v.is_undefined())
-SIMPLE_TEST(TNone, "none", v.is_none())
-SIMPLE_TEST(TBoolean, "boolean", v.is_bool())
-SIMPLE_TEST(TFalse, "false", v.is_bool() && !v.boolean())
-SIMPLE_TEST(TTrue, "true", v.is_bool() && v.boolean())
-SIMPLE_TEST(TInteger, "integer", v.is_int())
-SIMPLE_TEST(TFloat, "float", v.is_float())
-SIMPLE_TEST(TString, "string", v.is_string())
-SIMPLE_TEST(TMapping, "mapping", v.is_dict())
-SIMPLE_TEST(TNumber, "number", v.is_number())
-SIMPLE_TEST(TEscaped, "escaped", false)
-// Undefined has __len__ and __getitem__ (which raise only when called), so it is a sequence.
-SIMPLE_TEST(TSequence, "sequence",
-            v.is_undefined() || v.is_string() || v.is_dict() || v.kind() == Kind::kLoop ||
-                (v.is_seq() && (v.seq_kind() == SeqKind::kList || v.seq_kind() == SeqKind::kTuple ||
-                                v.seq_kind() == SeqKind::kRange)))
-SIMPLE_TEST(TIterable, "iterable",
-            v.is_undefined() || v.is_string() || v.is_seq() || v.is_dict() || v.kind() == Kind::kIterator ||
-                v.kind() == Kind::kLoop)
-SIMPLE_TEST(TCallable, "callable", v.is_undefined() || v.kind() == Kind::kCallable)
-
-StatusOr<bool> ModTest(Evaluator& ev, const Value& v, const Value& d, const Value& want) {
-  ASSIGN_OR_RETURN(Value r, BinaryOp(ev, BinOp::kMod, v, d));
-  return Equal(r, want);
-}
-
-StatusOr<bool> TOdd(Evaluator& ev, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("odd", a, 0, &p));
-  return ModTest(ev, v, Value::Int(2), Value::Int(1));
-}
-
-StatusOr<bool> TEven(Evaluator& ev, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("even", a, 0, &p));
-  return ModTest(ev, v, Value::Int(2), Value::Int(0));
-}
-
-StatusOr<bool> TDivisibleBy(Evaluator& ev, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(BindArgs("divisibleby", a, {"num"}, 1, &p));
-  return ModTest(ev, v, *p[0], Value::Int(0));
-}
-
-StatusOr<bool> CaseTest(const Value& v, bool upper) {
-  std::string s;
-  RETURN_IF_ERROR(AppendStr(v, &s));
-  bool cased = false;
-  for (char c : s) {
-    if (static_cast<uint8_t>(c) >= 0x80) return Unsupported(std::string(upper ? "isupper" : "islower") + " on non-ASCII text");
-    if (c >= 'a' && c <= 'z') {
-      if (upper) return false;
-      cased = true;
-    } else if (c >= 'A' && c <= 'Z') {
-      if (!upper) return false;
-      cased = true;
-    }
-  }
-  return cased;
-}
-
-StatusOr<bool> TLower(Evaluator&, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("lower", a, 0, &p));
-  return CaseTest(v, false);
-}
-
-StatusOr<bool> TUpper(Evaluator&, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("upper", a, 0, &p));
-  return CaseTest(v, true);
-}
-
-StatusOr<bool> TSameAs(Evaluator&, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("sameas", a, 1, &p));
-  const Value& o = *p[0];
-  // Identity is knowable for the singletons and for shared objects; Python's small-int cache makes
-  // -5..256 identical too. Strings, floats and other ints depend on CPython's interning: refused.
-  if (v.is_none() || v.is_bool() || o.is_none() || o.is_bool())
-    return v.kind() == o.kind() && (!v.is_bool() || v.boolean() == o.boolean());
-  if (v.is_int() && o.is_int()) {
-    if (v.integer() != o.integer()) return false;
-    if (v.integer() >= -5 && v.integer() <= 256) return true;
-    return Unsupported("'sameas' on large integers");
-  }
-  if (v.is_string() || v.is_float() || v.is_int() || o.is_string() || o.is_float() || o.is_int()) {
-    if (v.kind() != o.kind()) return false;
-    return Unsupported("'sameas' on strings and floats");
-  }
-  return v.heap() != nullptr && v.heap() == o.heap();
-}
-
-StatusOr<bool> TIn(Evaluator&, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(BindArgs("in", a, {"seq"}, 1, &p));
-  return Contains(*p[0], v);
-}
-
-template <CmpOp op>
-StatusOr<bool> TCompare(Evaluator&, const Value& v, CallArgs& a) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs("compare", a, 1, &p));
-  return Compare(op, v, *p[0]);
-}
-
-StatusOr<bool> TFilterOrTest(const Value& v, CallArgs& a, bool filter) {
-  std::vector<std::optional<Value>> p;
-  RETURN_IF_ERROR(TestArgs(filter ? "filter" : "test", a, 0, &p));
-  if (!Hashable(v)) return TypeError(std::string("unhashable type: '") + TypeName(v) + "'");
-  if (!v.is_string()) return false;
-  bool supported;
-  return (filter ? FindFilter(v.str(), &supported) : FindTest(v.str(), &supported)) >= 0;
-}
-StatusOr<bool> TFilter(Evaluator&, const Value& v, CallArgs& a) { return TFilterOrTest(v, a, true); }
-StatusOr<bool> TTest(Evaluator&, const Value& v, CallArgs& a) { return TFilterOrTest(v, a, false); }
-
-struct TestEntry {
-  const char* name;
-  TestFn fn;
-};
-
-const TestEntry kTests[] = {
-    {"odd", TOdd},
-    {"even", TEven},
-    {"divisibleby", TDivisibleBy},
-    {"defined", TDefined},
-    {"undefined", TUndefined},
-    {"filter", TFilter},
-    {"test", TTest},
-    {"none", TNone},
-    {"boolean", TBoolean},
-    {"false", TFalse},
-    {"true", TTrue},
-    {"integer", TInteger},
-    {"float", TFloat},
-    {"lower", TLower},
-    {"upper", TUpper},
-    {"string", TString},
-    {"mapping", TMapping},
-    {"number", TNumber},
-    {"sequence", TSequence},
-    {"iterable", TIterable},
-    {"callable", TCallable},
-    {"sameas", TSameAs},
-    {"escaped", TEscaped},
-    {"in", TIn},
-    {"==", TCompare<CmpOp::kEq>},
-    {"eq", TCompare<CmpOp::kEq>},
-    {"equalto", TCompare<CmpOp::kEq>},
-    {"!=", TCompare<CmpOp::kNe>},
-    {"ne", TCompare<CmpOp::kNe>},
-    {">", TCompare<CmpOp::kGt>},
-    {"gt", TCompare<CmpOp::kGt>},
-    {"greaterthan", TCompare<CmpOp::kGt>},
-    {"ge", TCompare<CmpOp::kGe>},
-    {">=", TCompare<CmpOp::kGe>},
-    {"<", TCompare<CmpOp::kLt>},
-    {"lt", TCompare<CmpOp::kLt>},
-    {"lessthan", TCompare<CmpOp::kLt>},
-    {"<=", TCompare<CmpOp::kLe>},
-    {"le", TCompare<CmpOp::kLe>},
+    {"abs", FAbs},
+    {"attr", FAttr},
+    {"batch", nullptr},
+    {"capitalize", FCapitalize},
+    {"center", FCenter},
+    {"count", FLength},
+    {"d", FDefault},
+    {"default", FDefault},
+    {"dictsort", FDictSort},
+    {"e", nullptr},
+    {"escape", nullptr},
+    {"filesizeformat", nullptr},
+    {"first", FFirst},
+    {"float", FFloat},
+    {"forceescape", nullptr},
+    {"format", nullptr},
+    {"groupby", nullptr},
+    {"indent", FIndent},
+    {"int", FInt},
+    {"join", FJoin},
+    {"last", FLast},
+    {"length", FLength},
+    {"list", FList},
+    {"lower", FLower},
+    {"items", FItems},
+    {"map", FMap},
+    {"min", FMin},
+    {"max", FMax},
+    {"pprint", nullptr},
+    {"random", nullptr},
+    {"reject", FReject},
+    {"rejectattr", FRejectAttr},
+    {"replace", FReplace},
+    {"reverse", FReverse},
+    {"round", FRound},
+    {"safe", nullptr},
+    {"select", FSelect},
+    {"selectattr", FSelectAttr},
+    {"slice", nullptr},
+    {"sort", FSort},
+    {"string", FString},
+    {"striptags", nullptr},
+    {"sum", FSum},
+    {"title", FTitle},
+    {"trim", FTrim},
+    {"truncate", nullptr},
+    {"unique", FUnique},
+    {"upper", FUpper},
+    {"urlencode", nullptr},
+    {"urlize", nullptr},
+    {"wordcount", nullptr},
+    {"wordwrap", nullptr},
+    {"xmlattr", nullptr},
+    {"tojson", FToJson},
 };
 
 }  // namespace
@@ -990,27 +904,11 @@ int FindFilter(std::string_view name, bool* supported) {
   return -1;
 }
 
-int FindTest(std::string_view name, bool* supported) {
-  for (size_t i = 0; i < std::size(kTests); ++i) {
-    if (name == kTests[i].name) {
-      *supported = true;
-      return static_cast<int>(i);
-    }
-  }
-  *supported = false;
-  return -1;
-}
-
 StatusOr<Value> CallFilter(Evaluator& ev, int index, const Value& operand, CallArgs args) {
   const FilterEntry& f = kFilters[index];
   if (f.fn == nullptr) return Unsupported(std::string("filter '") + f.name + "'");
   RETURN_IF_ERROR(ev.Charge());
   return f.fn(ev, operand, args);
-}
-
-StatusOr<bool> CallTest(Evaluator& ev, int index, const Value& operand, CallArgs args) {
-  RETURN_IF_ERROR(ev.Charge());
-  return kTests[index].fn(ev, operand, args);
 }
 
 }  // namespace blockkv::jinja

@@ -1,5 +1,5 @@
-// Private to the chat template interpreter (attention/model/chat_template*.cc): the value model, the
-// tokens, the syntax tree and the helpers the lexer, parser, evaluator and builtins share.
+// Private to the chat template interpreter (attention/model/chat_template*.cc): the value model,
+// the tokens, the syntax tree and the helpers the lexer, parser, evaluator and builtins share.
 //
 // Values model Python's objects as Jinja2 sees them. Immutable containers (str, list, tuple, dict,
 // range, dict views) are shared by pointer and never changed after construction, which is safe
@@ -25,7 +25,7 @@
 
 namespace blockkv::jinja {
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Values
 
 enum class Kind : uint8_t {
@@ -35,7 +35,7 @@ enum class Kind : uint8_t {
   kInt,
   kFloat,
   kString,
-  kSeq,        // list, tuple, range, dict views
+  kSeq,  // list, tuple, range, dict views
   kDict,
   kNamespace,  // jinja2.utils.Namespace
   kLoop,       // jinja2.runtime.LoopContext
@@ -80,10 +80,12 @@ class Value {
   }
   static Value String(std::string s);
   static Value List(std::vector<Value> items, SeqKind kind = SeqKind::kList);
-  static Value Range(int64_t start, int64_t stop, int64_t step);  // step != 0, length checked by caller
+  static Value Range(int64_t start, int64_t stop,
+                     int64_t step);  // step != 0, length checked by caller
   static Value MakeDict(std::shared_ptr<DictData> d);
-  // Undefined with Jinja's message parts: `hint` wins; else "'name' is undefined" when `owner` is empty,
-  // else "'owner' has no attribute 'name'" (or "owner has no element name" when !name_is_str).
+  // Undefined with Jinja's message parts: `hint` wins; else "'name' is undefined" when `owner` is
+  // empty, else "'owner' has no attribute 'name'" (or "owner has no element name" when
+  // !name_is_str).
   static Value Undefined(std::string hint, std::string owner = "", std::string name = "",
                          bool name_is_str = true, bool unsafe = false);
   static Value UndefinedName(const std::string& name) { return Undefined("", "", name); }
@@ -143,7 +145,7 @@ struct SeqData : HeapObject {
 };
 
 struct DictData : HeapObject {
-  int nesting = 1;  // set by Value::MakeDict
+  int nesting = 1;                             // set by Value::MakeDict
   std::vector<std::pair<Value, Value>> items;  // insertion order, as Python's dict
   std::unordered_map<std::string, size_t> str_index;
   // Index of `key` in items, or -1 (also when `key` is unhashable: check Hashable first).
@@ -185,12 +187,13 @@ struct CallableData : HeapObject {
   Builtin kind = Builtin::kRange;
   std::string name;
   Value receiver;
-  const Stmt* macro = nullptr;  // kMacro: the definition, owned by the Template
+  const Stmt* macro = nullptr;   // kMacro: the definition, owned by the Template
   std::weak_ptr<Scope> closure;  // kMacro: the scope it was defined in
 };
 
-// A Python iterator. Its items are computed when it is made (filters are pure), but an error met while
-// computing item k is kept and raised only when item k is consumed, as Python's lazy generators do.
+// A Python iterator. Its items are computed when it is made (filters are pure), but an error met
+// while computing item k is kept and raised only when item k is consumed, as Python's lazy
+// generators do.
 struct IteratorData : HeapObject {
   std::vector<Value> items;
   size_t pos = 0;
@@ -211,19 +214,24 @@ std::string ObjectTypeRepr(const Value& v);
 // The message an operation on this Undefined raises with ("'x' is undefined", ...).
 std::string UndefinedMessage(const Value& v);
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Errors. Runtime errors are built without a position and located by the evaluator.
 
-inline Status TypeError(const std::string& msg) { return Status::InvalidArgument("TypeError: " + msg); }
-inline Status ValueError(const std::string& msg) { return Status::InvalidArgument("ValueError: " + msg); }
+inline Status TypeError(const std::string& msg) {
+  return Status::InvalidArgument("TypeError: " + msg);
+}
+inline Status ValueError(const std::string& msg) {
+  return Status::InvalidArgument("ValueError: " + msg);
+}
 Status UndefinedError(const Value& undefined);
 Status Unsupported(const std::string& what);  // "unsupported: <what>"
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Python semantics shared by the evaluator and the builtins (chat_template_value.cc).
 
 bool Truthy(const Value& v);
-// str(v) as Python prints it, appended to *out. Errors for values whose str() names a memory address.
+// str(v) as Python prints it, appended to *out. Errors for values whose str() names a memory
+// address.
 Status AppendStr(const Value& v, std::string* out);
 // repr(v), appended to *out.
 Status AppendRepr(const Value& v, std::string* out);
@@ -233,8 +241,8 @@ bool Equal(const Value& a, const Value& b);
 // a < b as Python; TypeError when the types do not order.
 StatusOr<bool> Less(const Value& a, const Value& b);
 bool Hashable(const Value& v);
-// The items of an iterable, as iter() gives them (str: code points, dict: keys, iterators: consumed).
-// TypeError for non-iterables; Undefined gives none.
+// The items of an iterable, as iter() gives them (str: code points, dict: keys, iterators:
+// consumed). TypeError for non-iterables; Undefined gives none.
 StatusOr<std::vector<Value>> Iterate(const Value& v);
 // len(v); TypeError when there is none.
 StatusOr<int64_t> Length(const Value& v);
@@ -251,8 +259,9 @@ struct JsonOptions {
 };
 Status ToJson(const Value& v, const JsonOptions& opts, size_t max_bytes, std::string* out);
 
-// ---------------------------------------------------------------------------------------------------
-// UTF-8 and Python's str operations on code points (chat_template_value.cc, chat_template_unicode.cc).
+// ------------------------------------------------------------------------------------------------
+// UTF-8 and Python's str operations on code points (chat_template_value.cc,
+// chat_template_unicode.cc).
 
 namespace text {
 // Decodes the code point at s[*i] (valid UTF-8) and advances *i.
@@ -277,7 +286,7 @@ bool IsCaseIgnorable(uint32_t cp);
 void MapCase(uint32_t cp, char which, std::vector<uint32_t>* out);
 }  // namespace text
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Tokens (chat_template_lexer.cc)
 
 struct SourcePos {
@@ -312,29 +321,29 @@ struct LexResult {
   std::string source;
   std::vector<Token> tokens;
 };
-// Errors carry a byte offset in result->source, for the caller to turn into line and column.
-struct LexError {
+// An error at a byte offset of the normalized source, for the caller to turn into line and column.
+struct SourceError {
   size_t offset = 0;
   std::string message;
 };
 // Returns false and fills *error on a lexical error.
-bool Lex(std::string_view source, LexResult* result, LexError* error);
+bool Lex(std::string_view source, LexResult* result, SourceError* error);
 std::string NormalizeNewlines(std::string_view source);
 SourcePos PositionOf(std::string_view source, size_t offset);
 std::string LocatedMessage(const SourcePos& pos, const std::string& message);
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Syntax tree (chat_template_parser.cc builds it, chat_template_eval.cc runs it)
 
 enum class ExprKind : uint8_t {
   kConst,
   kName,
-  kGetattr,   // children[0].name
-  kGetitem,   // children[0][children[1]]
-  kSlice,     // children: start, stop, step (each may be null)
-  kCall,      // children[0](children[1:], kwargs)
-  kFilter,    // children[0] | name(children[1:], kwargs); children[0] null in filter blocks
-  kTest,      // children[0] is name(children[1:], kwargs)
+  kGetattr,  // children[0].name
+  kGetitem,  // children[0][children[1]]
+  kSlice,    // children: start, stop, step (each may be null)
+  kCall,     // children[0](children[1:], kwargs)
+  kFilter,   // children[0] | name(children[1:], kwargs); children[0] null in filter blocks
+  kTest,     // children[0] is name(children[1:], kwargs)
   kNeg,
   kPos,
   kNot,
@@ -346,7 +355,7 @@ enum class ExprKind : uint8_t {
   kCondExpr,  // children[1] if children[0] else children[2] (may be null)
   kList,
   kTuple,
-  kDict,      // children: k0, v0, k1, v1, ...
+  kDict,  // children: k0, v0, k1, v1, ...
 };
 
 enum class BinOp : uint8_t { kAdd, kSub, kMul, kDiv, kFloorDiv, kMod, kPow };
@@ -355,14 +364,14 @@ enum class CmpOp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe, kIn, kNotIn };
 struct Expr {
   ExprKind kind = ExprKind::kConst;
   SourcePos pos;
-  size_t offset = 0;                    // in the normalized source, for parse errors
-  size_t name_offset = 0;               // kTest: where its name is
-  int depth = 1;                        // height of this subtree
-  Value constant;                       // kConst
-  std::string name;                     // kName, kGetattr, kFilter, kTest
-  int builtin = -1;                     // kFilter / kTest: index into the builtin table, -1 unknown
-  BinOp op = BinOp::kAdd;               // kBinary
-  std::vector<CmpOp> cmp_ops;           // kCompare
+  size_t offset = 0;           // in the normalized source, for parse errors
+  size_t name_offset = 0;      // kTest: where its name is
+  int depth = 1;               // height of this subtree
+  Value constant;              // kConst
+  std::string name;            // kName, kGetattr, kFilter, kTest
+  int builtin = -1;            // kFilter / kTest: index into the builtin table, -1 unknown
+  BinOp op = BinOp::kAdd;      // kBinary
+  std::vector<CmpOp> cmp_ops;  // kCompare
   std::vector<std::unique_ptr<Expr>> children;
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> kwargs;
 };
@@ -392,14 +401,14 @@ enum class StmtKind : uint8_t {
 struct Stmt {
   StmtKind kind = StmtKind::kData;
   SourcePos pos;
-  std::string text;                   // kData; kMacro: the name
-  std::unique_ptr<Expr> expr;         // output / if test / for iterable / assigned value
-  std::unique_ptr<Expr> test;         // for's loop filter
-  std::unique_ptr<Expr> filter;       // kAssignBlock / kFilterBlock: a filter chain on a null operand
-  Target target;                      // for / set
-  std::vector<Target> targets;        // kWith
+  std::string text;              // kData; kMacro: the name
+  std::unique_ptr<Expr> expr;    // output / if test / for iterable / assigned value
+  std::unique_ptr<Expr> test;    // for's loop filter
+  std::unique_ptr<Expr> filter;  // kAssignBlock / kFilterBlock: a filter chain on a null operand
+  Target target;                 // for / set
+  std::vector<Target> targets;   // kWith
   std::vector<std::unique_ptr<Expr>> values;  // kWith values; kMacro defaults (aligned to the end)
-  std::vector<std::string> params;    // kMacro
+  std::vector<std::string> params;            // kMacro
   bool catch_varargs = false, catch_kwargs = false;  // kMacro: the body reads varargs / kwargs
   std::vector<std::unique_ptr<Stmt>> body, else_body;
 };
@@ -411,7 +420,11 @@ struct Template {
 // Parses a template. Errors: InvalidArgument naming line and column.
 StatusOr<std::shared_ptr<const Template>> ParseTemplate(std::string_view source);
 
-// ---------------------------------------------------------------------------------------------------
+// Folds constants and checks filter and test names as Jinja's compiler does
+// (chat_template_compile.cc). Returns false and fills *error on a compile error.
+bool Compile(std::vector<std::unique_ptr<Stmt>>* body, SourceError* error);
+
+// ------------------------------------------------------------------------------------------------
 // Evaluation (chat_template_eval.cc)
 
 struct CallArgs {
@@ -419,8 +432,9 @@ struct CallArgs {
   std::vector<std::pair<std::string, Value>> kwargs;
 };
 
-// A variable scope: the template's top level, one loop iteration, a macro call, a set or with block.
-// Scopes are shared_ptrs because a macro keeps a weak reference to the scope it was defined in.
+// A variable scope: the template's top level, one loop iteration, a macro call, a set or with
+// block. Scopes are shared_ptrs because a macro keeps a weak reference to the scope it was defined
+// in.
 struct Scope : std::enable_shared_from_this<Scope> {
   std::unordered_map<std::string, Value> vars;
   Scope* parent = nullptr;
@@ -446,8 +460,8 @@ class Evaluator {
   // ResourceExhausted when a string of `bytes` passes the limit; charges bytes/64 steps.
   Status CheckString(size_t bytes);
   Status CheckList(size_t items);
-  // True while folding constants at parse time (FoldConstant), where slices go through the sandbox's
-  // getitem (Undefined) instead of Python's subscript (TypeError).
+  // True while folding constants at parse time (FoldConstant), where slices go through the
+  // sandbox's getitem (Undefined) instead of Python's subscript (TypeError).
   bool folding() const { return folding_; }
   // Evaluates `e` as Jinja's Expr.as_const does: nullopt on a name, a call, a filter that needs the
   // context, or any error.
@@ -458,7 +472,8 @@ class Evaluator {
   StatusOr<Value> Call(const Value& callee, CallArgs args);
 
  private:
-  StatusOr<Flow> Exec(const std::vector<std::unique_ptr<Stmt>>& body, Scope* scope, std::string* out);
+  StatusOr<Flow> Exec(const std::vector<std::unique_ptr<Stmt>>& body, Scope* scope,
+                      std::string* out);
   StatusOr<Flow> ExecOne(const Stmt& s, Scope* scope, std::string* out);
   StatusOr<Flow> ExecFor(const Stmt& s, Scope* scope, std::string* out);
   Status ExecMacroDef(const Stmt& s, Scope* scope);
@@ -490,10 +505,12 @@ StatusOr<bool> Contains(const Value& container, const Value& item);
 // Nesting of lists and dicts in v (0 for scalars).
 int Nesting(const Value& v);
 // A stable merge sort whose comparison may fail (Python's sorted() with a TypeError).
-Status StableSort(std::vector<Value>* items, const std::function<StatusOr<bool>(const Value&, const Value&)>& less);
+Status StableSort(std::vector<Value>* items,
+                  const std::function<StatusOr<bool>(const Value&, const Value&)>& less);
 
-// ---------------------------------------------------------------------------------------------------
-// Builtins (chat_template_filters.cc, chat_template_methods.cc), called by the evaluator.
+// ------------------------------------------------------------------------------------------------
+// Builtins (chat_template_filters.cc, chat_template_builtin_tests.cc, chat_template_methods.cc),
+// called by the evaluator.
 
 // The index of a filter / test by name, or -1 when Jinja2 has none; *supported is false for those
 // blockkv refuses.
@@ -502,8 +519,9 @@ int FindTest(std::string_view name, bool* supported);
 StatusOr<Value> CallFilter(Evaluator& ev, int index, const Value& operand, CallArgs args);
 StatusOr<bool> CallTest(Evaluator& ev, int index, const Value& operand, CallArgs args);
 
-// Binds Python call arguments to parameter names: (*out)[i] is the argument for names[i], or nullopt.
-// TypeError for unknown or repeated keywords, too many positionals or a missing required parameter.
+// Binds Python call arguments to parameter names: (*out)[i] is the argument for names[i], or
+// nullopt. TypeError for unknown or repeated keywords, too many positionals or a missing required
+// parameter.
 Status BindArgs(const char* function, CallArgs& args, std::initializer_list<const char*> names,
                 size_t required, std::vector<std::optional<Value>>* out);
 
@@ -524,17 +542,19 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& format, const Va
 // Python's str operations (chat_template_strings.cc).
 std::string StripChars(const std::string& s, const std::string* chars, bool left, bool right);
 std::vector<std::string> SplitLines(const std::string& s, bool keepends);
-std::string Replace(const std::string& s, const std::string& old, const std::string& with, int64_t count);
+std::string Replace(const std::string& s, const std::string& old, const std::string& with,
+                    int64_t count);
 Status ExpectStr(const char* what, const Value& v);  // TypeError "<what> must be str, not <type>"
 // Byte range [*b, *e) of s[start:end] in code points (*b == npos when empty); *cp_begin is start.
-Status ByteRange(const std::string& s, const std::optional<Value>& start, const std::optional<Value>& end,
-                 size_t* b, size_t* e, int64_t* cp_begin);
+Status ByteRange(const std::string& s, const std::optional<Value>& start,
+                 const std::optional<Value>& end, size_t* b, size_t* e, int64_t* cp_begin);
 StatusOr<Value> Split(Evaluator& ev, const std::string& s, const std::optional<Value>& sep,
                       const std::optional<Value>& maxsplit, bool from_right);
 // str.center / ljust / rjust: how is 'c', 'l' or 'r'.
 StatusOr<Value> Pad(Evaluator& ev, const std::string& s, const std::optional<Value>& width,
                     const std::optional<Value>& fillchar, char how);
 StatusOr<Value> StrFormat(Evaluator& ev, const std::string& format, const CallArgs& args);
-bool AllCps(const std::string& s, bool (*pred)(uint32_t));  // non-empty and pred holds for every code point
+bool AllCps(const std::string& s,
+            bool (*pred)(uint32_t));  // non-empty and pred holds for every code point
 
 }  // namespace blockkv::jinja

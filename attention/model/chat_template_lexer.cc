@@ -5,14 +5,15 @@
 // lexer.py's regular expressions step by step rather than a description of them:
 //  - the source's newlines (\r\n, \r, \n) become \n and one trailing newline is dropped
 //    (keep_trailing_newline=False);
-//  - text before a tag: "{%-", "{{-", "{#-" strip all whitespace before it (str.rstrip, so Unicode
-//    whitespace too); otherwise, unless the tag is "{{" or opens with "+", lstrip_blocks removes the
-//    whitespace between the start of the line and "{%" / "{#", when only whitespace is there. "The start
-//    of the line" includes the very start of the template and the point just after a tag that ended
-//    with a newline;
-//  - after a tag: "-%}", "-}}", "-#}" strip all whitespace after it; "%}" and "#}" (not "}}") eat one
-//    newline (trim_blocks) unless written "+%}" / "+#}";
-//  - "{% raw %}" ... "{% endraw %}": the raw opener does not trim the newline after it; the closer does;
+//  - text before a tag: "{%-", "{{-", "{#-" strip all whitespace before it (str.rstrip, so
+//    Unicode whitespace too); otherwise, unless the tag is "{{" or opens with "+",
+//    lstrip_blocks removes the whitespace between the start of the line and "{%" / "{#", when
+//    only whitespace is there. "The start of the line" includes the very start of the template
+//    and the point just after a tag that ended with a newline;
+//  - after a tag: "-%}", "-}}", "-#}" strip all whitespace after it; "%}" and "#}" (not "}}")
+//    eat one newline (trim_blocks) unless written "+%}" / "+#}";
+//  - "{% raw %}" ... "{% endraw %}": the raw opener does not trim the newline after it; the
+//    closer does;
 //  - inside tags, "%}" and "}}" end the tag only when brackets are balanced.
 #include <cstdlib>
 #include <cstring>
@@ -100,9 +101,7 @@ size_t MatchFloat(std::string_view s, size_t pos) {
 
 bool IsBin(char c) { return c == '0' || c == '1'; }
 bool IsOct(char c) { return c >= '0' && c <= '7'; }
-bool IsHex(char c) {
-  return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 // (_?[digit])+ at pos: end or npos.
 size_t MatchPrefixedDigits(std::string_view s, size_t pos, bool (*digit)(char)) {
@@ -149,12 +148,13 @@ size_t MatchInteger(std::string_view s, size_t pos, int* base) {
   return i;
 }
 
-const char* const kOperators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[", "]",
-                                  "(", ")", "{", "}", ">", "<", "=", ".", ":", "|", ",", ";"};
+const char* const kOperators[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/",
+                                  "*",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
+                                  ">",  "<",  "=",  ".",  ":",  "|",  ",", ";"};
 
 // Python's backslashreplace encoding to ASCII followed by the unicode-escape codec, which is how
-// lexer.py decodes a string literal. Doing both steps literally keeps its quirks (a backslash before a
-// non-ASCII character stays a backslash followed by "xNN").
+// lexer.py decodes a string literal. Doing both steps literally keeps its quirks (a backslash
+// before a non-ASCII character stays a backslash followed by "xNN").
 bool DecodeStringLiteral(std::string_view body, std::string* out, std::string* error) {
   std::string ascii;
   ascii.reserve(body.size());
@@ -200,24 +200,46 @@ bool DecodeStringLiteral(std::string_view body, std::string* out, std::string* e
     i += 2;
     uint32_t cp = 0;
     switch (e) {
-      case '\n': continue;
-      case '\\': out->push_back('\\'); continue;
-      case '\'': out->push_back('\''); continue;
-      case '"': out->push_back('"'); continue;
-      case 'b': out->push_back('\b'); continue;
-      case 'f': out->push_back('\f'); continue;
-      case 't': out->push_back('\t'); continue;
-      case 'n': out->push_back('\n'); continue;
-      case 'r': out->push_back('\r'); continue;
-      case 'v': out->push_back('\v'); continue;
-      case 'a': out->push_back('\a'); continue;
+      case '\n':
+        continue;
+      case '\\':
+        out->push_back('\\');
+        continue;
+      case '\'':
+        out->push_back('\'');
+        continue;
+      case '"':
+        out->push_back('"');
+        continue;
+      case 'b':
+        out->push_back('\b');
+        continue;
+      case 'f':
+        out->push_back('\f');
+        continue;
+      case 't':
+        out->push_back('\t');
+        continue;
+      case 'n':
+        out->push_back('\n');
+        continue;
+      case 'r':
+        out->push_back('\r');
+        continue;
+      case 'v':
+        out->push_back('\v');
+        continue;
+      case 'a':
+        out->push_back('\a');
+        continue;
       case 'x':
       case 'u':
       case 'U': {
         const int n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
         if (!hex(i, n, &cp)) {
-          *error = e == 'x' ? "truncated \\xXX escape" : e == 'u' ? "truncated \\uXXXX escape"
-                                                               : "truncated \\UXXXXXXXX escape";
+          *error = e == 'x'   ? "truncated \\xXX escape"
+                   : e == 'u' ? "truncated \\uXXXX escape"
+                              : "truncated \\UXXXXXXXX escape";
           return false;
         }
         i += n;
@@ -252,7 +274,7 @@ bool DecodeStringLiteral(std::string_view body, std::string* out, std::string* e
 
 class Lexer {
  public:
-  Lexer(std::string_view src, LexResult* result, LexError* error)
+  Lexer(std::string_view src, LexResult* result, SourceError* error)
       : s_(src), result_(result), error_(error) {}
 
   bool Run() {
@@ -344,6 +366,12 @@ class Lexer {
 
   // (.*?)((?:{%(-|+|))\s*endraw\s*(?:\+%}|\-%}\s*|%}\n?))
   bool LexRawBody(size_t pos, size_t* next) {
+    // As in lexer.py, a raw block or comment opened at the very end of the source just ends the
+    // tokens; only a character left unmatched is an error.
+    if (pos >= s_.size()) {
+      *next = pos;
+      return true;
+    }
     for (size_t j = s_.find("{%", pos); j != std::string_view::npos; j = s_.find("{%", j + 1)) {
       size_t i = j + 2;
       char sign = 0;
@@ -372,6 +400,10 @@ class Lexer {
 
   // (.*?)((?:\+#}|\-#}\s*|#}\n?))
   bool LexComment(size_t pos, size_t* next) {
+    if (pos >= s_.size()) {
+      *next = pos;
+      return true;
+    }
     for (size_t j = pos; j < s_.size(); ++j) {
       size_t end = 0;
       if (StartsWith(s_, j, "+#}")) {
@@ -475,7 +507,8 @@ class Lexer {
         }
         if (closed) {
           std::string value, err;
-          if (!DecodeStringLiteral(s_.substr(pos + 1, i - pos - 1), &value, &err)) return Fail(pos, err);
+          if (!DecodeStringLiteral(s_.substr(pos + 1, i - pos - 1), &value, &err))
+            return Fail(pos, err);
           Emit(Tok::kString, pos, std::move(value));
           pos = i + 1;
           continue;
@@ -493,7 +526,7 @@ class Lexer {
         if (static_cast<uint8_t>(s_[pos]) >= 0x80)
           return Fail(pos, "unsupported: non-ASCII character outside a string literal");
         return Fail(pos, s_[pos] == '\'' ? std::string("unexpected char \"'\"")
-                                          : std::string("unexpected char '") + s_[pos] + "'");
+                                         : std::string("unexpected char '") + s_[pos] + "'");
       }
       const char c = op[0];
       if (op[1] == '\0' && (c == '{' || c == '(' || c == '[')) {
@@ -515,7 +548,7 @@ class Lexer {
 
   std::string_view s_;
   LexResult* result_;
-  LexError* error_;
+  SourceError* error_;
   bool line_starting_ = true;
 };
 
@@ -546,16 +579,17 @@ SourcePos PositionOf(std::string_view source, size_t offset) {
       line_start = i + 1;
     }
   }
-  p.column = static_cast<int>(text::CountCodePoints(source.substr(line_start, offset - line_start))) + 1;
+  p.column =
+      static_cast<int>(text::CountCodePoints(source.substr(line_start, offset - line_start))) + 1;
   return p;
 }
 
 std::string LocatedMessage(const SourcePos& pos, const std::string& message) {
-  return "chat template line " + std::to_string(pos.line) + ", column " + std::to_string(pos.column) +
-         ": " + message;
+  return "chat template line " + std::to_string(pos.line) + ", column " +
+         std::to_string(pos.column) + ": " + message;
 }
 
-bool Lex(std::string_view source, LexResult* result, LexError* error) {
+bool Lex(std::string_view source, LexResult* result, SourceError* error) {
   result->source = NormalizeNewlines(source);
   result->tokens.clear();
   if (size_t bad = text::FindInvalid(result->source); bad != std::string::npos) {

@@ -1,10 +1,12 @@
-// Attribute and item access under ImmutableSandboxedEnvironment's rules, slicing, and the methods of
-// str, dict, list, tuple and range that templates call (message.content.strip(), tools.items(), ...).
+// Attribute and item access under ImmutableSandboxedEnvironment's rules, slicing, and the methods
+// of str, dict, list, tuple and range that templates call (message.content.strip(), tools.items(),
+// ...).
 //
 // The sandbox's two lookups differ in order, and templates notice: `a.b` is Python's getattr first
-// (so message.items is dict.items, a method, even if the dict has an "items" key) and the item second;
-// `a[b]` the item first and the attribute second. Mutating methods of dict and list are hidden behind an
-// Undefined that raises SecurityError when used. What is missing is Undefined, with Jinja's message.
+// (so message.items is dict.items, a method, even if the dict has an "items" key) and the item
+// second; `a[b]` the item first and the attribute second. Mutating methods of dict and list are
+// hidden behind an Undefined that raises SecurityError when used. What is missing is Undefined,
+// with Jinja's message.
 //
 // Strings index, slice, find and measure in code points, as Python's str does.
 #include <algorithm>
@@ -19,12 +21,14 @@ namespace {
 
 const std::set<std::string>& StrMethods() {
   static const std::set<std::string> k = {
-      "capitalize", "casefold", "center", "count", "encode", "endswith", "expandtabs", "find", "format",
-      "format_map", "index", "isalnum", "isalpha", "isascii", "isdecimal", "isdigit", "isidentifier",
-      "islower", "isnumeric", "isprintable", "isspace", "istitle", "isupper", "join", "ljust", "lower",
-      "lstrip", "maketrans", "partition", "removeprefix", "removesuffix", "replace", "rfind", "rindex",
-      "rjust", "rpartition", "rsplit", "rstrip", "split", "splitlines", "startswith", "strip", "swapcase",
-      "title", "translate", "upper", "zfill"};
+      "capitalize",   "casefold",    "center",    "count",      "encode",       "endswith",
+      "expandtabs",   "find",        "format",    "format_map", "index",        "isalnum",
+      "isalpha",      "isascii",     "isdecimal", "isdigit",    "isidentifier", "islower",
+      "isnumeric",    "isprintable", "isspace",   "istitle",    "isupper",      "join",
+      "ljust",        "lower",       "lstrip",    "maketrans",  "partition",    "removeprefix",
+      "removesuffix", "replace",     "rfind",     "rindex",     "rjust",        "rpartition",
+      "rsplit",       "rstrip",      "split",     "splitlines", "startswith",   "strip",
+      "swapcase",     "title",       "translate", "upper",      "zfill"};
   return k;
 }
 
@@ -37,8 +41,9 @@ Value Method(const Value& receiver, const std::string& name) {
 }
 
 Value UnsafeUndefined(const Value& obj, const std::string& name) {
-  return Value::Undefined("access to attribute '" + name + "' of '" + TypeName(obj) + "' object is unsafe.", "",
-                          name, true, /*unsafe=*/true);
+  return Value::Undefined(
+      "access to attribute '" + name + "' of '" + TypeName(obj) + "' object is unsafe.", "", name,
+      true, /*unsafe=*/true);
 }
 
 Value Missing(const Value& obj, const Value& key) {
@@ -50,7 +55,8 @@ Value Missing(const Value& obj, const Value& key) {
 
 // Python's getattr(obj, name) under the sandbox: the attribute, nullopt when there is none.
 StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& name) {
-  if (name.size() > 4 && name.compare(0, 2, "__") == 0 && name.compare(name.size() - 2, 2, "__") == 0)
+  if (name.size() > 4 && name.compare(0, 2, "__") == 0 &&
+      name.compare(name.size() - 2, 2, "__") == 0)
     return std::optional<Value>(UnsafeUndefined(obj, name));
   switch (obj.kind()) {
     case Kind::kString:
@@ -59,7 +65,8 @@ StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& na
     case Kind::kDict:
       if (name == "keys" || name == "values" || name == "items" || name == "get" || name == "copy")
         return std::optional<Value>(Method(obj, name));
-      if (name == "clear" || name == "pop" || name == "popitem" || name == "setdefault" || name == "update")
+      if (name == "clear" || name == "pop" || name == "popitem" || name == "setdefault" ||
+          name == "update")
         return std::optional<Value>(UnsafeUndefined(obj, name));
       if (name == "fromkeys") return Unsupported("dict.fromkeys");
       break;
@@ -69,7 +76,8 @@ StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& na
           if (name == "append" || name == "extend" || name == "insert" || name == "remove" ||
               name == "reverse" || name == "sort")
             return std::optional<Value>(UnsafeUndefined(obj, name));
-          if (name == "copy" || name == "count" || name == "index" || name == "pop" || name == "clear")
+          if (name == "copy" || name == "count" || name == "index" || name == "pop" ||
+              name == "clear")
             return std::optional<Value>(Method(obj, name));
           break;
         case SeqKind::kTuple:
@@ -82,7 +90,8 @@ StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& na
           if (name == "step") return std::optional<Value>(Value::Int(obj.seq().step));
           break;
         default:
-          if (name == "mapping" || name == "isdisjoint") return Unsupported(std::string(TypeName(obj)) + "." + name);
+          if (name == "mapping" || name == "isdisjoint")
+            return Unsupported(std::string(TypeName(obj)) + "." + name);
           break;
       }
       break;
@@ -102,11 +111,13 @@ StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& na
       if (name == "depth") return std::optional<Value>(Value::Int(l.depth0 + 1));
       if (name == "depth0") return std::optional<Value>(Value::Int(l.depth0));
       if (name == "previtem") {
-        if (l.index0 == 0) return std::optional<Value>(Value::Undefined("there is no previous item"));
+        if (l.index0 == 0)
+          return std::optional<Value>(Value::Undefined("there is no previous item"));
         return std::optional<Value>((*l.items)[static_cast<size_t>(l.index0 - 1)]);
       }
       if (name == "nextitem") {
-        if (l.index0 + 1 >= n) return std::optional<Value>(Value::Undefined("there is no next item"));
+        if (l.index0 + 1 >= n)
+          return std::optional<Value>(Value::Undefined("there is no next item"));
         return std::optional<Value>((*l.items)[static_cast<size_t>(l.index0 + 1)]);
       }
       if (name == "cycle" || name == "changed") {
@@ -122,22 +133,26 @@ StatusOr<std::optional<Value>> Attribute(const Value& obj, const std::string& na
     case Kind::kBool:
     case Kind::kInt:
     case Kind::kFloat: {
-      static const std::set<std::string> k = {"as_integer_ratio", "bit_count", "bit_length", "conjugate",
-                                              "denominator", "from_bytes", "imag", "numerator", "real",
-                                              "to_bytes", "fromhex", "hex", "is_integer"};
-      if (k.count(name)) return Unsupported(std::string("the attribute '") + name + "' of " + TypeName(obj));
+      static const std::set<std::string> k = {
+          "as_integer_ratio", "bit_count", "bit_length", "conjugate", "denominator",
+          "from_bytes",       "imag",      "numerator",  "real",      "to_bytes",
+          "fromhex",          "hex",       "is_integer"};
+      if (k.count(name))
+        return Unsupported(std::string("the attribute '") + name + "' of " + TypeName(obj));
       break;
     }
     case Kind::kCallable:
       if (obj.callable().kind == Builtin::kMacro) return Unsupported("attributes of a macro");
       break;
     case Kind::kIterator: {
-      static const std::set<std::string> k = {"close", "gi_code", "gi_frame", "gi_running", "gi_yieldfrom",
-                                              "send", "throw"};
-      if (k.count(name)) return Unsupported(std::string("the attribute '") + name + "' of a generator");
+      static const std::set<std::string> k = {"close",        "gi_code", "gi_frame", "gi_running",
+                                              "gi_yieldfrom", "send",    "throw"};
+      if (k.count(name))
+        return Unsupported(std::string("the attribute '") + name + "' of a generator");
       break;
     }
-    default: break;
+    default:
+      break;
   }
   return std::optional<Value>();
 }
@@ -153,7 +168,8 @@ std::optional<Value> Item(const Value& obj, const Value& key) {
     }
     case Kind::kSeq: {
       const SeqData& s = obj.seq();
-      if (s.kind == SeqKind::kDictKeys || s.kind == SeqKind::kDictValues || s.kind == SeqKind::kDictItems)
+      if (s.kind == SeqKind::kDictKeys || s.kind == SeqKind::kDictValues ||
+          s.kind == SeqKind::kDictItems)
         return std::nullopt;
       if (!key.is_integral()) return std::nullopt;
       int64_t i = key.integer();
@@ -174,7 +190,8 @@ std::optional<Value> Item(const Value& obj, const Value& key) {
       text::Next(str, &end);
       return Value::String(str.substr(at, end - at));
     }
-    default: return std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -241,8 +258,8 @@ SliceIndices AdjustSlice(int64_t n, const Value& start, const Value& stop, int64
 StatusOr<Value> Slice(Evaluator& ev, const Value& obj, const Value& start, const Value& stop,
                       const Value& step) {
   // Jinja compiles slices to plain Python subscripts, bypassing the sandbox's getitem: no Undefined
-  // for what cannot be sliced, but Python's errors. Only an output expression folded at compile time
-  // goes through getitem, whose TypeErrors give Undefined.
+  // for what cannot be sliced, but Python's errors. Only an output expression folded at compile
+  // time goes through getitem, whose TypeErrors give Undefined.
   if (obj.is_undefined()) return UndefinedError(obj);
   auto type_error = [&](const std::string& msg) -> StatusOr<Value> {
     if (!ev.folding()) return TypeError(msg);
@@ -255,9 +272,10 @@ StatusOr<Value> Slice(Evaluator& ev, const Value& obj, const Value& start, const
   };
   if (obj.is_dict()) return type_error("unhashable type: 'slice'");
   const bool sliceable = obj.is_string() || (obj.is_seq() && (obj.seq_kind() == SeqKind::kList ||
-                                                               obj.seq_kind() == SeqKind::kTuple ||
-                                                               obj.seq_kind() == SeqKind::kRange));
-  if (!sliceable) return type_error(std::string("'") + TypeName(obj) + "' object is not subscriptable");
+                                                              obj.seq_kind() == SeqKind::kTuple ||
+                                                              obj.seq_kind() == SeqKind::kRange));
+  if (!sliceable)
+    return type_error(std::string("'") + TypeName(obj) + "' object is not subscriptable");
   for (const Value* v : {&start, &stop, &step}) {
     if (!v->is_none() && !v->is_integral())
       return type_error("slice indices must be integers or None or have an __index__ method");
@@ -269,7 +287,8 @@ StatusOr<Value> Slice(Evaluator& ev, const Value& obj, const Value& start, const
     const std::vector<uint32_t> cps = text::Decode(obj.str());
     const SliceIndices s = AdjustSlice(static_cast<int64_t>(cps.size()), start, stop, st);
     std::vector<uint32_t> out;
-    for (int64_t k = 0, i = s.start; k < s.length; ++k, i += st) out.push_back(cps[static_cast<size_t>(i)]);
+    for (int64_t k = 0, i = s.start; k < s.length; ++k, i += st)
+      out.push_back(cps[static_cast<size_t>(i)]);
     RETURN_IF_ERROR(ev.Charge(cps.size() / 16));
     return Value::String(text::Encode(out));
   }
@@ -283,17 +302,18 @@ StatusOr<Value> Slice(Evaluator& ev, const Value& obj, const Value& start, const
     }
     std::vector<Value> out;
     out.reserve(static_cast<size_t>(s.length));
-    for (int64_t k = 0, i = s.start; k < s.length; ++k, i += st) out.push_back(d.items[static_cast<size_t>(i)]);
+    for (int64_t k = 0, i = s.start; k < s.length; ++k, i += st)
+      out.push_back(d.items[static_cast<size_t>(i)]);
     return Value::List(std::move(out), d.kind);
   }
   return Status::Internal("unsliceable value");
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Arguments
 
-Status BindArgs(const char* function, CallArgs& a, std::initializer_list<const char*> names, size_t required,
-                std::vector<std::optional<Value>>* out) {
+Status BindArgs(const char* function, CallArgs& a, std::initializer_list<const char*> names,
+                size_t required, std::vector<std::optional<Value>>* out) {
   out->assign(names.size(), std::nullopt);
   if (a.args.size() > names.size())
     return TypeError(std::string(function) + "() takes at most " + std::to_string(names.size()) +
@@ -307,12 +327,14 @@ Status BindArgs(const char* function, CallArgs& a, std::initializer_list<const c
     }
     if (i == names.size())
       return TypeError(std::string(function) + "() got an unexpected keyword argument '" + k + "'");
-    if ((*out)[i]) return TypeError(std::string(function) + "() got multiple values for argument '" + k + "'");
+    if ((*out)[i])
+      return TypeError(std::string(function) + "() got multiple values for argument '" + k + "'");
     (*out)[i] = std::move(v);
   }
   for (size_t i = 0; i < required; ++i) {
     if (!(*out)[i])
-      return TypeError(std::string(function) + "() missing required argument '" + *(names.begin() + i) + "'");
+      return TypeError(std::string(function) + "() missing required argument '" +
+                       *(names.begin() + i) + "'");
   }
   return Status::OK();
 }
@@ -346,7 +368,8 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
   if (name == "splitlines") {
     RETURN_IF_ERROR(bind({"keepends"}, 0));
     std::vector<Value> items;
-    for (auto& line : SplitLines(s, p[0] && Truthy(*p[0]))) items.push_back(Value::String(std::move(line)));
+    for (auto& line : SplitLines(s, p[0] && Truthy(*p[0])))
+      items.push_back(Value::String(std::move(line)));
     return Value::List(std::move(items));
   }
   if (name == "startswith" || name == "endswith") {
@@ -364,7 +387,9 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
       return TypeError(name + " first arg must be str or a tuple of str, not " + TypeName(*p[0]));
     }
     for (const Value& c : candidates) {
-      if (!c.is_string()) return TypeError(std::string("tuple for ") + name + " must only contain str, not " + TypeName(c));
+      if (!c.is_string())
+        return TypeError(std::string("tuple for ") + name + " must only contain str, not " +
+                         TypeName(c));
       if (b == std::string::npos) continue;
       const std::string_view region = std::string_view(s).substr(b, e - b);
       const std::string& x = c.str();
@@ -389,11 +414,14 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
     RETURN_IF_ERROR(ExpectStr("replace() argument 2", *p[1]));
     int64_t count = -1;
     if (p[2]) {
-      if (!p[2]->is_integral()) return TypeError("'" + std::string(TypeName(*p[2])) + "' object cannot be interpreted as an integer");
+      if (!p[2]->is_integral())
+        return TypeError("'" + std::string(TypeName(*p[2])) +
+                         "' object cannot be interpreted as an integer");
       count = p[2]->integer();
     }
     const size_t worst = s.size() + (text::CountCodePoints(s) + 1) * p[1]->str().size();
-    if (worst > ev.limits().max_string_bytes) RETURN_IF_ERROR(ev.CheckString(Replace(s, p[0]->str(), "", count).size()));
+    if (worst > ev.limits().max_string_bytes)
+      RETURN_IF_ERROR(ev.CheckString(Replace(s, p[0]->str(), "", count).size()));
     std::string r = Replace(s, p[0]->str(), p[1]->str(), count);
     RETURN_IF_ERROR(ev.CheckString(r.size()));
     return Value::String(std::move(r));
@@ -411,7 +439,9 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
       const std::string_view region = std::string_view(s).substr(b, e - b);
       if (sub.empty()) return Value::Int(static_cast<int64_t>(text::CountCodePoints(region)) + 1);
       int64_t n = 0;
-      for (size_t at = region.find(sub); at != std::string_view::npos; at = region.find(sub, at + sub.size())) ++n;
+      for (size_t at = region.find(sub); at != std::string_view::npos;
+           at = region.find(sub, at + sub.size()))
+        ++n;
       return Value::Int(n);
     }
     size_t at = std::string::npos;
@@ -423,7 +453,8 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
       if (name == "index" || name == "rindex") return ValueError("substring not found");
       return Value::Int(-1);
     }
-    return Value::Int(cp0 + static_cast<int64_t>(text::CountCodePoints(std::string_view(s).substr(b, at))));
+    return Value::Int(
+        cp0 + static_cast<int64_t>(text::CountCodePoints(std::string_view(s).substr(b, at))));
   }
   if (name == "join") {
     RETURN_IF_ERROR(no_kwargs());
@@ -432,8 +463,8 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
       if (!items[i].is_string())
-        return TypeError("sequence item " + std::to_string(i) + ": expected str instance, " + TypeName(items[i]) +
-                         " found");
+        return TypeError("sequence item " + std::to_string(i) + ": expected str instance, " +
+                         TypeName(items[i]) + " found");
       if (i > 0) out += s;
       out += items[i].str();
       RETURN_IF_ERROR(ev.CheckString(out.size()));
@@ -449,12 +480,15 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
   if (name == "zfill") {
     RETURN_IF_ERROR(no_kwargs());
     RETURN_IF_ERROR(bind({"width"}, 1));
-    if (!p[0]->is_integral()) return TypeError("'" + std::string(TypeName(*p[0])) + "' object cannot be interpreted as an integer");
+    if (!p[0]->is_integral())
+      return TypeError("'" + std::string(TypeName(*p[0])) +
+                       "' object cannot be interpreted as an integer");
     const int64_t n = static_cast<int64_t>(text::CountCodePoints(s));
     if (p[0]->integer() <= n) return Value::String(s);
     RETURN_IF_ERROR(ev.CheckString(static_cast<size_t>(p[0]->integer())));
     const size_t sign = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
-    return Value::String(s.substr(0, sign) + std::string(static_cast<size_t>(p[0]->integer() - n), '0') +
+    return Value::String(s.substr(0, sign) +
+                         std::string(static_cast<size_t>(p[0]->integer() - n), '0') +
                          s.substr(sign));
   }
   if (name == "partition" || name == "rpartition") {
@@ -472,16 +506,19 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
         parts = {Value::String(""), Value::String(""), Value::String(s)};
       }
     } else {
-      parts = {Value::String(s.substr(0, at)), Value::String(sep), Value::String(s.substr(at + sep.size()))};
+      parts = {Value::String(s.substr(0, at)), Value::String(sep),
+               Value::String(s.substr(at + sep.size()))};
     }
     return Value::List(std::move(parts), SeqKind::kTuple);
   }
   if (name == "removeprefix" || name == "removesuffix") {
     RETURN_IF_ERROR(no_kwargs());
     RETURN_IF_ERROR(bind({"affix"}, 1));
-    RETURN_IF_ERROR(ExpectStr(name == "removeprefix" ? "removeprefix() argument" : "removesuffix() argument", *p[0]));
+    RETURN_IF_ERROR(ExpectStr(
+        name == "removeprefix" ? "removeprefix() argument" : "removesuffix() argument", *p[0]));
     const std::string& x = p[0]->str();
-    if (name == "removeprefix" && s.compare(0, x.size(), x) == 0) return Value::String(s.substr(x.size()));
+    if (name == "removeprefix" && s.compare(0, x.size(), x) == 0)
+      return Value::String(s.substr(x.size()));
     if (name == "removesuffix" && !x.empty() && s.size() >= x.size() &&
         s.compare(s.size() - x.size(), x.size(), x) == 0)
       return Value::String(s.substr(0, s.size() - x.size()));
@@ -491,17 +528,22 @@ StatusOr<Value> StrMethod(Evaluator& ev, const Value& self, const std::string& n
     RETURN_IF_ERROR(bind({}, 0));
     if (name == "isspace") return Value::Bool(AllCps(s, text::IsSpace));
     if (name == "isprintable") return Value::Bool(s.empty() || AllCps(s, text::IsPrintable));
-    return Value::Bool(std::all_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; }));
+    return Value::Bool(
+        std::all_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; }));
   }
-  if (name == "isdigit" || name == "isdecimal" || name == "isnumeric" || name == "isalpha" || name == "isalnum" ||
-      name == "isupper" || name == "islower") {
+  if (name == "isdigit" || name == "isdecimal" || name == "isnumeric" || name == "isalpha" ||
+      name == "isalnum" || name == "isupper" || name == "islower") {
     RETURN_IF_ERROR(bind({}, 0));
     if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) >= 0x80; }))
       return Unsupported("str." + name + "() on non-ASCII text");
     auto digit = [](uint32_t c) { return c >= '0' && c <= '9'; };
     auto alpha = [](uint32_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; };
     if (name == "isalpha") return Value::Bool(AllCps(s, +alpha));
-    if (name == "isalnum") return Value::Bool(AllCps(s, +[](uint32_t c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }));
+    if (name == "isalnum")
+      return Value::Bool(AllCps(
+          s, +[](uint32_t c) {
+            return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+          }));
     if (name == "isupper" || name == "islower") {
       bool cased = false;
       for (char c : s) {
@@ -526,12 +568,14 @@ StatusOr<Value> DictMethod(const Value& self, const std::string& name, CallArgs 
   if (name == "get") {
     if (a.args.empty() || a.args.size() > 2)
       return TypeError("get expected at most 2 arguments, got " + std::to_string(a.args.size()));
-    if (!Hashable(a.args[0])) return TypeError(std::string("unhashable type: '") + TypeName(a.args[0]) + "'");
+    if (!Hashable(a.args[0]))
+      return TypeError(std::string("unhashable type: '") + TypeName(a.args[0]) + "'");
     const ptrdiff_t at = d.Find(a.args[0]);
     if (at >= 0) return d.items[static_cast<size_t>(at)].second;
     return a.args.size() == 2 ? a.args[1] : Value::None();
   }
-  if (!a.args.empty()) return TypeError(name + "() takes no arguments (" + std::to_string(a.args.size()) + " given)");
+  if (!a.args.empty())
+    return TypeError(name + "() takes no arguments (" + std::to_string(a.args.size()) + " given)");
   if (name == "copy") return self;
   std::vector<Value> items;
   items.reserve(d.items.size());
@@ -544,14 +588,17 @@ StatusOr<Value> DictMethod(const Value& self, const std::string& name, CallArgs 
       items.push_back(Value::List({k, v}, SeqKind::kTuple));
     }
   }
-  const SeqKind kind = name == "keys" ? SeqKind::kDictKeys : name == "values" ? SeqKind::kDictValues : SeqKind::kDictItems;
+  const SeqKind kind = name == "keys"     ? SeqKind::kDictKeys
+                       : name == "values" ? SeqKind::kDictValues
+                                          : SeqKind::kDictItems;
   return Value::List(std::move(items), kind);
 }
 
 StatusOr<Value> SeqMethod(const Value& self, const std::string& name, CallArgs a) {
   const SeqData& d = self.seq();
   if (name == "pop" || name == "clear")
-    return Unsupported("list." + name + "() (it changes the list, which the sandbox allows but blockkv does not)");
+    return Unsupported("list." + name +
+                       "() (it changes the list, which the sandbox allows but blockkv does not)");
   if (!a.kwargs.empty()) return TypeError(name + "() takes no keyword arguments");
   if (name == "copy") {
     if (!a.args.empty()) return TypeError("copy() takes no arguments");
@@ -568,7 +615,8 @@ StatusOr<Value> SeqMethod(const Value& self, const std::string& name, CallArgs a
   const int64_t n = static_cast<int64_t>(d.items.size());
   int64_t lo = 0, hi = n;
   for (size_t k = 1; k < a.args.size(); ++k) {
-    if (!a.args[k].is_integral()) return TypeError("slice indices must be integers or have an __index__ method");
+    if (!a.args[k].is_integral())
+      return TypeError("slice indices must be integers or have an __index__ method");
     int64_t v = a.args[k].integer();
     if (v < 0) v = std::max<int64_t>(0, v + n);
     (k == 1 ? lo : hi) = std::min(v, n);
@@ -578,7 +626,8 @@ StatusOr<Value> SeqMethod(const Value& self, const std::string& name, CallArgs a
   }
   std::string r;
   RETURN_IF_ERROR(AppendRepr(a.args[0], &r));
-  return ValueError(d.kind == SeqKind::kList ? r + " is not in list" : "tuple.index(x): x not in tuple");
+  return ValueError(d.kind == SeqKind::kList ? r + " is not in list"
+                                             : "tuple.index(x): x not in tuple");
 }
 
 }  // namespace
@@ -586,10 +635,14 @@ StatusOr<Value> SeqMethod(const Value& self, const std::string& name, CallArgs a
 StatusOr<Value> CallMethod(Evaluator& ev, const CallableData& m, CallArgs a) {
   const Value& self = m.receiver;
   switch (self.kind()) {
-    case Kind::kString: return StrMethod(ev, self, m.name, std::move(a));
-    case Kind::kDict: return DictMethod(self, m.name, std::move(a));
-    case Kind::kSeq: return SeqMethod(self, m.name, std::move(a));
-    default: return Unsupported("method " + m.name);
+    case Kind::kString:
+      return StrMethod(ev, self, m.name, std::move(a));
+    case Kind::kDict:
+      return DictMethod(self, m.name, std::move(a));
+    case Kind::kSeq:
+      return SeqMethod(self, m.name, std::move(a));
+    default:
+      return Unsupported("method " + m.name);
   }
 }
 

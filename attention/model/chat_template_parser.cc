@@ -1,16 +1,17 @@
-// The chat template parser: jinja2/parser.py (3.1) rewritten over chat_template_lexer.cc's tokens, one
-// function per Python method, so that what Jinja accepts, rejects and how it groups operators carries
-// over (filters bind tighter than arithmetic but looser than unary minus; `not` is looser than
-// comparisons; a test's argument may be written without parentheses; conditional expressions are not
-// allowed in `if` and `for` headers...).
+// The chat template parser: jinja2/parser.py (3.1) rewritten over chat_template_lexer.cc's tokens,
+// one function per Python method, so that what Jinja accepts, rejects and how it groups operators
+// carries over (filters bind tighter than arithmetic but looser than unary minus; `not` is looser
+// than comparisons; a test's argument may be written without parentheses; conditional expressions
+// are not allowed in `if` and `for` headers...).
 //
-// Jinja decides a few things when it compiles the parse tree rather than when it parses it: unknown
-// filters and tests, `break` outside a loop, assigning to `loop`. They are parse errors here too.
+// Jinja decides a few things when it compiles the parse tree rather than when it parses it:
+// `break` outside a loop and assigning to `loop` are parse errors here too; constant folding and
+// unknown filters and tests are chat_template_compile.cc's.
 //
-// The parser throws a private exception on the first error, as Jinja's raises TemplateSyntaxError; it
-// never leaves ParseTemplate, which turns it into an InvalidArgument Status naming line and column.
+// The parser throws a private exception on the first error, as Jinja's raises TemplateSyntaxError;
+// it never leaves ParseTemplate, which turns it into an InvalidArgument Status naming line and
+// column.
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -20,8 +21,8 @@ namespace blockkv::jinja {
 
 namespace {
 
-constexpr int kMaxExprDepth = 200;   // nesting of one expression's tree
-constexpr int kMaxStmtDepth = 100;   // nesting of statements
+constexpr int kMaxExprDepth = 200;  // nesting of one expression's tree
+constexpr int kMaxStmtDepth = 100;  // nesting of statements
 
 struct ParseError {
   size_t offset;
@@ -42,25 +43,35 @@ class Parser {
 
   std::vector<StmtPtr> ParseAll() {
     std::vector<StmtPtr> body = Subparse(nullptr);
-    // Folding first: a filter inside a subexpression folded away is never compiled by Jinja, so an
-    // unknown one there is no error.
-    for (auto& st : body) Fold(st.get());
-    for (const auto& st : body) CheckUnknown(*st, false);
+    SourceError error;
+    if (!Compile(&body, &error)) Fail(error.message, error.offset);
     return body;
   }
 
-  SourcePos Pos(size_t offset) const {
-    const size_t line =
-        static_cast<size_t>(std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) -
-                            line_starts_.begin()) -
-        1;
-    SourcePos p;
-    p.line = static_cast<int>(line) + 1;
-    const size_t from = line_starts_[line];
-    p.column = static_cast<int>(text::CountCodePoints(
-                   std::string_view(lex_.source).substr(from, std::min(offset, lex_.source.size()) - from))) +
-               1;
-    return p;
+  // Line and column (in code points) of a byte offset. Nodes are made roughly in source order, so
+  // this walks on from the previous answer instead of recounting a (possibly very long) line.
+  SourcePos Pos(size_t offset) {
+    offset = std::min(offset, lex_.source.size());
+    if (offset < pos_offset_) {
+      const size_t line =
+          static_cast<size_t>(std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) -
+                              line_starts_.begin()) -
+          1;
+      pos_offset_ = line_starts_[line];
+      pos_.line = static_cast<int>(line) + 1;
+      pos_.column = 1;
+    }
+    for (size_t i = pos_offset_; i < offset; ++i) {
+      const char c = lex_.source[i];
+      if (c == '\n') {
+        ++pos_.line;
+        pos_.column = 1;
+      } else if ((static_cast<uint8_t>(c) & 0xC0) != 0x80) {
+        ++pos_.column;
+      }
+    }
+    pos_offset_ = offset;
+    return pos_;
   }
 
  private:
@@ -72,8 +83,12 @@ class Parser {
     if (t.type != Tok::kEof) ++i_;
     return t;
   }
-  static bool IsOp(const Token& t, const char* op) { return t.type == Tok::kOperator && t.text == op; }
-  static bool IsName(const Token& t, const char* name) { return t.type == Tok::kName && t.text == name; }
+  static bool IsOp(const Token& t, const char* op) {
+    return t.type == Tok::kOperator && t.text == op;
+  }
+  static bool IsName(const Token& t, const char* name) {
+    return t.type == Tok::kName && t.text == name;
+  }
   bool CurOp(const char* op) const { return IsOp(Cur(), op); }
   bool CurName(const char* name) const { return IsName(Cur(), name); }
   bool SkipOp(const char* op) {
@@ -87,22 +102,35 @@ class Parser {
     return true;
   }
 
-  [[noreturn]] void Fail(const std::string& message, size_t offset) { throw ParseError{offset, message}; }
+  [[noreturn]] void Fail(const std::string& message, size_t offset) {
+    throw ParseError{offset, message};
+  }
   [[noreturn]] void Fail(const std::string& message) { Fail(message, Cur().offset); }
 
   static std::string Describe(const Token& t) {
     switch (t.type) {
-      case Tok::kName: return t.text;
-      case Tok::kOperator: return t.text;
-      case Tok::kString: return "string";
-      case Tok::kInteger: return "integer";
-      case Tok::kFloat: return "float";
-      case Tok::kData: return "template data / text";
-      case Tok::kVariableBegin: return "begin of print statement";
-      case Tok::kVariableEnd: return "end of print statement";
-      case Tok::kBlockBegin: return "begin of statement block";
-      case Tok::kBlockEnd: return "end of statement block";
-      case Tok::kEof: return "end of template";
+      case Tok::kName:
+        return t.text;
+      case Tok::kOperator:
+        return t.text;
+      case Tok::kString:
+        return "string";
+      case Tok::kInteger:
+        return "integer";
+      case Tok::kFloat:
+        return "float";
+      case Tok::kData:
+        return "template data / text";
+      case Tok::kVariableBegin:
+        return "begin of print statement";
+      case Tok::kVariableEnd:
+        return "end of print statement";
+      case Tok::kBlockBegin:
+        return "begin of statement block";
+      case Tok::kBlockEnd:
+        return "end of statement block";
+      case Tok::kEof:
+        return "end of template";
     }
     return "?";
   }
@@ -142,15 +170,16 @@ class Parser {
     e->offset = offset;
     return e;
   }
-  // Checks the depth of a finished node, so that evaluation cannot recurse without bound (a + b + c ...
-  // is parsed by a loop but evaluated by recursion).
+  // Checks the depth of a finished node, so that evaluation cannot recurse without bound (a + b + c
+  // ... is parsed by a loop but evaluated by recursion).
   ExprPtr Done(ExprPtr e) {
     int depth = 0;
     for (const auto& c : e->children) {
       if (c) depth = std::max(depth, c->depth);
     }
     for (const auto& kw : e->kwargs) depth = std::max(depth, kw.second->depth);
-    if (depth + 1 > kMaxExprDepth) Fail("unsupported: expression nested deeper than 200 levels", e->offset);
+    if (depth + 1 > kMaxExprDepth)
+      Fail("unsupported: expression nested deeper than 200 levels", e->offset);
     e->depth = depth + 1;
     return e;
   }
@@ -205,7 +234,8 @@ class Parser {
     return body;
   }
 
-  std::vector<StmtPtr> ParseStatements(const std::vector<const char*>& end_tokens, bool drop_needle) {
+  std::vector<StmtPtr> ParseStatements(const std::vector<const char*>& end_tokens,
+                                       bool drop_needle) {
     SkipOp(":");
     Expect(Tok::kBlockEnd, "end of statement block");
     std::vector<StmtPtr> body = Subparse(&end_tokens);
@@ -218,22 +248,27 @@ class Parser {
                                    const std::vector<const char*>* extra) {
     std::vector<std::vector<const char*>> stack = end_stack_;
     if (extra != nullptr) stack.push_back(*extra);
-    std::string msg = name.empty() ? "Unexpected end of template." : "Encountered unknown tag '" + name + "'.";
+    std::string msg =
+        name.empty() ? "Unexpected end of template." : "Encountered unknown tag '" + name + "'.";
     if (!stack.empty()) {
       std::string looking;
-      for (const char* e : stack.back()) looking += (looking.empty() ? "'" : " or '") + std::string(e) + "'";
+      for (const char* e : stack.back())
+        looking += (looking.empty() ? "'" : " or '") + std::string(e) + "'";
       bool expected = false;
       for (const auto& level : stack) {
         for (const char* e : level) expected |= name == e;
       }
       if (!name.empty() && expected) {
-        msg += " You probably made a nesting mistake. Jinja is expecting this tag, but currently looking for " +
-               looking + ".";
+        msg +=
+            " You probably made a nesting mistake. Jinja is expecting this tag, but currently "
+            "looking for " +
+            looking + ".";
       } else {
         msg += " Jinja was looking for the following tags: " + looking + ".";
       }
     }
-    if (!tag_stack_.empty()) msg += " The innermost block that needs to be closed is '" + tag_stack_.back() + "'.";
+    if (!tag_stack_.empty())
+      msg += " The innermost block that needs to be closed is '" + tag_stack_.back() + "'.";
     Fail(msg, offset);
   }
   [[noreturn]] void FailEof(const std::vector<const char*>* end_tokens) {
@@ -244,8 +279,8 @@ class Parser {
     const Token& t = Cur();
     if (t.type != Tok::kName) Fail("tag name expected");
     const std::string name = t.text;
-    static const std::set<std::string> kRefused = {"block", "extends", "include", "import", "from",
-                                                  "autoescape", "call"};
+    static const std::set<std::string> kRefused = {"block", "extends",    "include", "import",
+                                                   "from",  "autoescape", "call"};
     if (kRefused.count(name)) Fail("unsupported: the '" + name + "' tag");
     if (name == "break" || name == "continue") {
       if (loop_depth_ == 0) Fail("'" + name + "' outside loop");
@@ -282,7 +317,8 @@ class Parser {
         body->push_back(std::move(s));
       }
     } else if (name == "generation") {
-      // transformers' AssistantTracker: the body is rendered by a caller() macro, so in its own scope.
+      // transformers' AssistantTracker: the body is rendered by a caller() macro, so in its own
+      // scope.
       auto s = std::make_unique<Stmt>();
       s->kind = StmtKind::kScope;
       s->pos = Pos(t.offset);
@@ -337,7 +373,8 @@ class Parser {
       node->body = ParseStatements({"elif", "else", "endif"}, false);
       const Token& t = Next();
       if (t.text == "elif") {
-        // elif chains become nested ifs in the else branch: the same semantics, one node kind fewer.
+        // elif chains become nested ifs in the else branch: the same semantics, one node kind
+        // fewer.
         auto inner = std::make_unique<Stmt>();
         inner->kind = StmtKind::kIf;
         inner->pos = Pos(Cur().offset);
@@ -393,127 +430,6 @@ class Parser {
     // As Jinja's compiler, accept extra arguments only when the body reads varargs / kwargs.
     for (const auto& st : s->body) ScanNames(*st, s.get());
     return s;
-  }
-
-  // Jinja's optimizer folds every constant subexpression whose value has a literal repr into a
-  // constant, and every constant {{ }} expression into text. Folding evaluates through the sandbox
-  // (Expr.as_const), which differs from the compiled code in one way templates can see: slicing
-  // something that cannot be sliced gives Undefined there and TypeError at run time. So fold the same
-  // subexpressions, with the evaluator's folding mode.
-  static bool SafeRepr(const Value& v) {
-    switch (v.kind()) {
-      case Kind::kNone:
-      case Kind::kBool:
-      case Kind::kInt:
-      case Kind::kFloat:
-      case Kind::kString: return true;
-      case Kind::kSeq:
-        if (v.seq_kind() != SeqKind::kList && v.seq_kind() != SeqKind::kTuple && v.seq_kind() != SeqKind::kRange)
-          return false;
-        for (const Value& i : v.seq().items) {
-          if (!SafeRepr(i)) return false;
-        }
-        return true;
-      case Kind::kDict:
-        for (const auto& [k, val] : v.dict().items) {
-          if (!SafeRepr(k) || !SafeRepr(val)) return false;
-        }
-        return true;
-      default: return false;
-    }
-  }
-  static void Fold(Expr* e) {
-    for (auto& c : e->children) {
-      if (c) Fold(c.get());
-    }
-    for (auto& kw : e->kwargs) Fold(kw.second.get());
-    if (e->kind == ExprKind::kConst || e->kind == ExprKind::kSlice || e->kind == ExprKind::kName) return;
-    std::optional<Value> v = FoldConstant(*e);
-    if (v && SafeRepr(*v)) {
-      e->kind = ExprKind::kConst;
-      e->constant = std::move(*v);
-      e->children.clear();
-      e->kwargs.clear();
-      return;
-    }
-    // Jinja writes a folded constant into the generated Python with repr(), unparenthesized: a negative
-    // base of ** then binds as Python reads "-2 ** x", which is -(2 ** x).
-    if (e->kind == ExprKind::kBinary && e->op == BinOp::kPow && e->children[0]->kind == ExprKind::kConst) {
-      Value& base = e->children[0]->constant;
-      const bool negative = (base.is_int() && base.integer() < 0 && base.integer() != INT64_MIN) ||
-                            (base.is_float() && std::signbit(base.number()) && !std::isinf(base.number()) &&
-                             !std::isnan(base.number()));
-      if (negative) {
-        base = base.is_int() ? Value::Int(-base.integer()) : Value::Float(-base.number());
-        auto pow = std::make_unique<Expr>();
-        pow->kind = ExprKind::kBinary;
-        pow->op = BinOp::kPow;
-        pow->pos = e->pos;
-        pow->offset = e->offset;
-        pow->children = std::move(e->children);
-        e->children.clear();
-        e->children.push_back(std::move(pow));
-        e->kind = ExprKind::kNeg;
-      }
-    }
-  }
-  static void Fold(Stmt* s) {
-    for (Expr* e : {s->expr.get(), s->test.get(), s->filter.get()}) {
-      if (e != nullptr) Fold(e);
-    }
-    for (auto& v : s->values) Fold(v.get());
-    for (auto& b : s->body) Fold(b.get());
-    for (auto& b : s->else_body) Fold(b.get());
-    if (s->kind == StmtKind::kOutput) {
-      std::optional<Value> v = FoldConstant(*s->expr);
-      std::string text;
-      if (v && AppendStr(*v, &text).ok()) {
-        s->kind = StmtKind::kData;
-        s->text = std::move(text);
-        s->expr.reset();
-      }
-    }
-  }
-
-  // Jinja's compiler fails on an unknown filter or test unless the node is inside an if statement or a
-  // conditional expression (a "soft frame"); loop bodies, macros and set blocks start hard frames again.
-  void CheckUnknown(const Expr& e, bool soft) {
-    if (e.kind == ExprKind::kCondExpr) soft = true;
-    if ((e.kind == ExprKind::kFilter || e.kind == ExprKind::kTest) && e.builtin < 0 && !soft)
-      Fail(std::string("unknown ") + (e.kind == ExprKind::kFilter ? "filter" : "test") + " '" + e.name + "'",
-           e.kind == ExprKind::kFilter ? e.offset : e.name_offset);
-    for (const auto& c : e.children) {
-      if (c) CheckUnknown(*c, soft);
-    }
-    for (const auto& kw : e.kwargs) CheckUnknown(*kw.second, soft);
-  }
-  void CheckUnknown(const Stmt& s, bool soft) {
-    switch (s.kind) {
-      case StmtKind::kIf:
-        soft = true;
-        break;
-      case StmtKind::kFor:
-        CheckUnknown(*s.expr, soft);
-        if (s.test) CheckUnknown(*s.test, false);
-        for (const auto& b : s.body) CheckUnknown(*b, false);
-        for (const auto& b : s.else_body) CheckUnknown(*b, false);
-        return;
-      case StmtKind::kAssignBlock:
-      case StmtKind::kFilterBlock:
-      case StmtKind::kMacro:
-      case StmtKind::kScope:
-      case StmtKind::kWith:
-        for (const auto& v : s.values) CheckUnknown(*v, s.kind == StmtKind::kWith && soft);
-        if (s.filter) CheckUnknown(*s.filter, false);
-        for (const auto& b : s.body) CheckUnknown(*b, false);
-        return;
-      default: break;
-    }
-    for (const Expr* e : {s.expr.get(), s.test.get(), s.filter.get()}) {
-      if (e != nullptr) CheckUnknown(*e, soft);
-    }
-    for (const auto& b : s.body) CheckUnknown(*b, soft);
-    for (const auto& b : s.else_body) CheckUnknown(*b, soft);
   }
 
   static void ScanNames(const Expr& e, Stmt* macro) {
@@ -587,10 +503,10 @@ class Parser {
       for (const auto& c : e.children) t.items.push_back(ToTarget(*c));
       return t;
     }
-    static const char* const kNames[] = {"const", "name", "getattr", "getitem", "slice", "call",
-                                         "filter", "test", "neg", "pos", "not", "binary",
-                                         "and", "or", "concat", "compare", "condexpr", "list",
-                                         "tuple", "dict"};
+    static const char* const kNames[] = {"const",   "name",     "getattr", "getitem", "slice",
+                                         "call",    "filter",   "test",    "neg",     "pos",
+                                         "not",     "binary",   "and",     "or",      "concat",
+                                         "compare", "condexpr", "list",    "tuple",   "dict"};
     Fail(std::string("can't assign to '") + kNames[static_cast<int>(e.kind)] + "'", e.offset);
   }
 
@@ -960,7 +876,8 @@ class Parser {
       if (Cur().type == Tok::kName && IsOp(Look(), "=")) {
         const Token& key = Next();
         Next();
-        if (!seen.insert(key.text).second) Fail("keyword argument repeated: " + key.text, key.offset);
+        if (!seen.insert(key.text).second)
+          Fail("keyword argument repeated: " + key.text, key.offset);
         e->kwargs.emplace_back(key.text, ParseExpression(true));
       } else {
         if (!e->kwargs.empty()) Fail("invalid syntax for function call expression", at);
@@ -1040,6 +957,8 @@ class Parser {
 
   const LexResult& lex_;
   const std::vector<Token>& toks_;
+  size_t pos_offset_ = 0;  // Pos()'s cursor
+  SourcePos pos_;
   size_t i_ = 0;
   std::vector<size_t> line_starts_;
   std::vector<std::vector<const char*>> end_stack_;
@@ -1053,9 +972,10 @@ class Parser {
 
 StatusOr<std::shared_ptr<const Template>> ParseTemplate(std::string_view source) {
   LexResult lex;
-  LexError lex_error;
+  SourceError lex_error;
   if (!Lex(source, &lex, &lex_error)) {
-    return Status::InvalidArgument(LocatedMessage(PositionOf(lex.source, lex_error.offset), lex_error.message));
+    return Status::InvalidArgument(
+        LocatedMessage(PositionOf(lex.source, lex_error.offset), lex_error.message));
   }
   Parser parser(lex);
   try {

@@ -31,8 +31,8 @@ std::vector<std::string> SplitLines(const std::string& s, bool keepends) {
   std::vector<std::string> out;
   size_t start = 0, i = 0;
   auto is_break = [](uint32_t c) {
-    return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
-           c == 0x85 || c == 0x2028 || c == 0x2029;
+    return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
+           c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
   };
   while (i < cps.size()) {
     if (!is_break(cps[i])) {
@@ -48,7 +48,8 @@ std::vector<std::string> SplitLines(const std::string& s, bool keepends) {
   return out;
 }
 
-std::string Replace(const std::string& s, const std::string& old, const std::string& with, int64_t count) {
+std::string Replace(const std::string& s, const std::string& old, const std::string& with,
+                    int64_t count) {
   if (count < 0) count = INT64_MAX;
   std::string out;
   if (old.empty()) {
@@ -82,21 +83,21 @@ std::string Replace(const std::string& s, const std::string& old, const std::str
 }
 
 Status ExpectStr(const char* what, const Value& v) {
-  if (!v.is_string())
-    return TypeError(std::string(what) + " must be str, not " + TypeName(v));
+  if (!v.is_string()) return TypeError(std::string(what) + " must be str, not " + TypeName(v));
   return Status::OK();
 }
 
 // Code point range [start, end) of a str method's optional start/end arguments, as byte offsets.
-Status ByteRange(const std::string& s, const std::optional<Value>& start, const std::optional<Value>& end,
-                 size_t* b, size_t* e, int64_t* cp_begin) {
+Status ByteRange(const std::string& s, const std::optional<Value>& start,
+                 const std::optional<Value>& end, size_t* b, size_t* e, int64_t* cp_begin) {
   const int64_t n = static_cast<int64_t>(text::CountCodePoints(s));
   auto index = [&](const std::optional<Value>& v, int64_t dflt, int64_t* out) -> Status {
     if (!v || v->is_none()) {
       *out = dflt;
       return Status::OK();
     }
-    if (!v->is_integral()) return TypeError("slice indices must be integers or None or have an __index__ method");
+    if (!v->is_integral())
+      return TypeError("slice indices must be integers or None or have an __index__ method");
     int64_t i = v->integer();
     if (i < 0) i = std::max<int64_t>(0, i + n);
     *out = std::min(i, n);
@@ -119,7 +120,9 @@ StatusOr<Value> Split(Evaluator& ev, const std::string& s, const std::optional<V
                       const std::optional<Value>& max_v, bool from_right) {
   int64_t maxsplit = -1;
   if (max_v) {
-    if (!max_v->is_integral()) return TypeError("'" + std::string(TypeName(*max_v)) + "' object cannot be interpreted as an integer");
+    if (!max_v->is_integral())
+      return TypeError("'" + std::string(TypeName(*max_v)) +
+                       "' object cannot be interpreted as an integer");
     maxsplit = max_v->integer();
   }
   if (maxsplit < 0) maxsplit = INT64_MAX;
@@ -189,7 +192,9 @@ StatusOr<Value> Split(Evaluator& ev, const std::string& s, const std::optional<V
 
 StatusOr<Value> Pad(Evaluator& ev, const std::string& s, const std::optional<Value>& width_v,
                     const std::optional<Value>& fill_v, char how) {
-  if (!width_v->is_integral()) return TypeError("'" + std::string(TypeName(*width_v)) + "' object cannot be interpreted as an integer");
+  if (!width_v->is_integral())
+    return TypeError("'" + std::string(TypeName(*width_v)) +
+                     "' object cannot be interpreted as an integer");
   uint32_t fill = ' ';
   if (fill_v) {
     if (!fill_v->is_string() || text::CountCodePoints(fill_v->str()) != 1)
@@ -215,8 +220,8 @@ StatusOr<Value> Pad(Evaluator& ev, const std::string& s, const std::optional<Val
   return Value::String(std::move(out));
 }
 
-// str.format with automatic or explicit field numbers and names; conversions !s and !r. Format specs
-// and attribute or index access in fields are refused.
+// str.format with automatic or explicit field numbers and names; conversions !s and !r. Format
+// specs and attribute or index access in fields are refused.
 StatusOr<Value> StrFormat(Evaluator& ev, const std::string& f, const CallArgs& a) {
   std::string out;
   size_t auto_index = 0;
@@ -254,14 +259,19 @@ StatusOr<Value> StrFormat(Evaluator& ev, const std::string& f, const CallArgs& a
     if (field.find_first_of(":.[{") != std::string::npos)
       return Unsupported("str.format field '" + field + "' (format specs, attributes and indexes)");
     const Value* v = nullptr;
-    if (field.empty() || std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
+    if (field.empty() ||
+        std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
       size_t index;
       if (field.empty()) {
-        if (used_manual) return ValueError("cannot switch from manual field specification to automatic field numbering");
+        if (used_manual)
+          return ValueError(
+              "cannot switch from manual field specification to automatic field numbering");
         used_auto = true;
         index = auto_index++;
       } else {
-        if (used_auto) return ValueError("cannot switch from automatic field numbering to manual field specification");
+        if (used_auto)
+          return ValueError(
+              "cannot switch from automatic field numbering to manual field specification");
         used_manual = true;
         index = static_cast<size_t>(std::stoull(field.substr(0, 9)));
       }
@@ -348,7 +358,9 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
       if (depth > 0) return ValueError("incomplete format key");
       const Value key = Value::String(f.substr(key_start, i - 1 - key_start));
       if (mapping->is_undefined()) return UndefinedError(*mapping);
-      if (!mapping->is_dict()) return TypeError(std::string(TypeName(*mapping)) + " indices must be integers or slices, not str");
+      if (!mapping->is_dict())
+        return TypeError(std::string(TypeName(*mapping)) +
+                         " indices must be integers or slices, not str");
       const ptrdiff_t at = mapping->dict().Find(key);
       if (at < 0) return Status::InvalidArgument("KeyError: '" + key.str() + "'");
       arg = mapping->dict().items[static_cast<size_t>(at)].second;
@@ -438,22 +450,26 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
         } else if (arg.is_float() && decimal) {
           const double d = arg.number();
           if (std::isnan(d)) return ValueError("cannot convert float NaN to integer");
-          if (std::isinf(d) || std::fabs(d) >= 9.2233720368547758e18) return Unsupported("integer overflow beyond 64 bits");
+          if (std::isinf(d) || std::fabs(d) >= 9.2233720368547758e18)
+            return Unsupported("integer overflow beyond 64 bits");
           v = static_cast<int64_t>(std::trunc(d));
         } else {
-          return TypeError(std::string("%") + type + " format: " +
-                           (decimal ? "a real number is required, not " : "an integer is required, not ") +
-                           TypeName(arg));
+          return TypeError(
+              std::string("%") + type + " format: " +
+              (decimal ? "a real number is required, not " : "an integer is required, not ") +
+              TypeName(arg));
         }
         const bool neg = v < 0;
-        const unsigned __int128 mag = neg ? static_cast<unsigned __int128>(-static_cast<__int128>(v))
-                                          : static_cast<unsigned __int128>(v);
+        const unsigned __int128 mag =
+            neg ? static_cast<unsigned __int128>(-static_cast<__int128>(v))
+                : static_cast<unsigned __int128>(v);
         const int base = decimal ? 10 : type == 'o' ? 8 : 16;
         std::string digits;
         unsigned __int128 m = mag;
         do {
           const int d = static_cast<int>(m % static_cast<unsigned>(base));
-          digits.push_back(static_cast<char>(d < 10 ? '0' + d : (type == 'X' ? 'A' : 'a') + d - 10));
+          digits.push_back(
+              static_cast<char>(d < 10 ? '0' + d : (type == 'X' ? 'A' : 'a') + d - 10));
           m /= static_cast<unsigned>(base);
         } while (m > 0);
         std::reverse(digits.begin(), digits.end());
@@ -473,7 +489,8 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
       case 'g':
       case 'G': {
         if (arg.is_undefined()) return UndefinedError(arg);
-        if (!arg.is_number()) return TypeError(std::string("must be real number, not ") + TypeName(arg));
+        if (!arg.is_number())
+          return TypeError(std::string("must be real number, not ") + TypeName(arg));
         const double d = arg.number();
         if (std::isnan(d) || std::isinf(d)) {
           body = std::isnan(d) ? "nan" : d < 0 ? "-inf" : "inf";
@@ -500,8 +517,10 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
           if (text::CountCodePoints(arg.str()) != 1) return TypeError("%c requires int or char");
           body = arg.str();
         } else if (arg.is_integral()) {
-          if (arg.integer() < 0 || arg.integer() > 0x10FFFF) return Status::InvalidArgument("OverflowError: %c arg not in range(0x110000)");
-          if (arg.integer() >= 0xD800 && arg.integer() <= 0xDFFF) return Unsupported("a surrogate code point");
+          if (arg.integer() < 0 || arg.integer() > 0x10FFFF)
+            return Status::InvalidArgument("OverflowError: %c arg not in range(0x110000)");
+          if (arg.integer() >= 0xD800 && arg.integer() <= 0xDFFF)
+            return Unsupported("a surrogate code point");
           text::Append(static_cast<uint32_t>(arg.integer()), &body);
         } else {
           return TypeError("%c requires int or char");
@@ -510,8 +529,8 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
       }
       default: {
         char buf[96];
-        std::snprintf(buf, sizeof buf, "unsupported format character '%c' (0x%x) at index %zu", type,
-                      static_cast<unsigned>(static_cast<uint8_t>(type)), i - 1);
+        std::snprintf(buf, sizeof buf, "unsupported format character '%c' (0x%x) at index %zu",
+                      type, static_cast<unsigned>(static_cast<uint8_t>(type)), i - 1);
         (void)spec_start;
         return ValueError(buf);
       }
@@ -520,7 +539,8 @@ StatusOr<Value> PercentFormat(Evaluator& ev, const std::string& f, const Value& 
     out += body;
     RETURN_IF_ERROR(ev.CheckString(out.size()));
   }
-  if (argidx < arglen && mapping == nullptr) return TypeError("not all arguments converted during string formatting");
+  if (argidx < arglen && mapping == nullptr)
+    return TypeError("not all arguments converted during string formatting");
   return Value::String(std::move(out));
 }
 

@@ -1,10 +1,10 @@
 // Values of the chat template interpreter and the Python semantics they need: truthiness, str() and
-// repr() (what a template prints), ==, <, len(), iteration, and JSON in (the render context) and out
-// (transformers' tojson filter, which is json.dumps).
+// repr() (what a template prints), ==, <, len(), iteration, and JSON in (the render context) and
+// out (transformers' tojson filter, which is json.dumps).
 //
-// Printing has to match Python to the byte: floats print as float.__repr__ (shortest round trip, with
-// Python's switch to exponent notation), strings inside containers as repr() with its choice of quotes
-// and escapes of non-printable code points, and dict order is insertion order.
+// Printing has to match Python to the byte: floats print as float.__repr__ (shortest round trip,
+// with Python's switch to exponent notation), strings inside containers as repr() with its choice
+// of quotes and escapes of non-printable code points, and dict order is insertion order.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -22,7 +22,7 @@ constexpr int kMaxJsonDepth = 256;
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Value
 
 Value Value::String(std::string s) {
@@ -60,7 +60,8 @@ Value Value::Range(int64_t start, int64_t stop, int64_t step) {
 
 Value Value::MakeDict(std::shared_ptr<DictData> d) {
   d->nesting = 1;
-  for (const auto& [k, val] : d->items) d->nesting = std::max({d->nesting, Nesting(k) + 1, Nesting(val) + 1});
+  for (const auto& [k, val] : d->items)
+    d->nesting = std::max({d->nesting, Nesting(k) + 1, Nesting(val) + 1});
   Value v(Kind::kDict);
   v.heap_ = std::move(d);
   return v;
@@ -84,7 +85,9 @@ const SeqData& Value::seq() const { return *static_cast<const SeqData*>(heap_.ge
 const DictData& Value::dict() const { return *static_cast<const DictData*>(heap_.get()); }
 NamespaceData& Value::ns() const { return *static_cast<NamespaceData*>(heap_.get()); }
 LoopData& Value::loop() const { return *static_cast<LoopData*>(heap_.get()); }
-const CallableData& Value::callable() const { return *static_cast<const CallableData*>(heap_.get()); }
+const CallableData& Value::callable() const {
+  return *static_cast<const CallableData*>(heap_.get());
+}
 IteratorData& Value::iter() const { return *static_cast<IteratorData*>(heap_.get()); }
 const UndefinedData* Value::undefined_data() const {
   return static_cast<const UndefinedData*>(heap_.get());
@@ -124,44 +127,65 @@ Value* NamespaceData::Find(const std::string& name) {
   return nullptr;
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Names and errors
 
 const char* TypeName(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
     case Kind::kSeq:
       switch (v.seq_kind()) {
-        case SeqKind::kList: return "list";
-        case SeqKind::kTuple: return "tuple";
-        case SeqKind::kRange: return "range";
-        case SeqKind::kDictKeys: return "dict_keys";
-        case SeqKind::kDictValues: return "dict_values";
-        case SeqKind::kDictItems: return "dict_items";
+        case SeqKind::kList:
+          return "list";
+        case SeqKind::kTuple:
+          return "tuple";
+        case SeqKind::kRange:
+          return "range";
+        case SeqKind::kDictKeys:
+          return "dict_keys";
+        case SeqKind::kDictValues:
+          return "dict_values";
+        case SeqKind::kDictItems:
+          return "dict_items";
       }
       return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kLoop: return "LoopContext";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kLoop:
+      return "LoopContext";
     case Kind::kCallable:
       return v.callable().kind == Builtin::kMethod ? "builtin_function_or_method" : "function";
-    case Kind::kIterator: return v.iter().type_name;
+    case Kind::kIterator:
+      return v.iter().type_name;
   }
   return "object";
 }
 
 std::string ObjectTypeRepr(const Value& v) {
   switch (v.kind()) {
-    case Kind::kNone: return "None";
-    case Kind::kNamespace: return "jinja2.utils.Namespace object";
-    case Kind::kLoop: return "jinja2.runtime.LoopContext object";
-    case Kind::kUndefined: return "jinja2.runtime.Undefined object";
-    default: return std::string(TypeName(v)) + " object";
+    case Kind::kNone:
+      return "None";
+    case Kind::kNamespace:
+      return "jinja2.utils.Namespace object";
+    case Kind::kLoop:
+      return "jinja2.runtime.LoopContext object";
+    case Kind::kUndefined:
+      return "jinja2.runtime.Undefined object";
+    default:
+      return std::string(TypeName(v)) + " object";
   }
 }
 
@@ -180,23 +204,33 @@ Status UndefinedError(const Value& undefined) {
   return Status::InvalidArgument(type + UndefinedMessage(undefined));
 }
 
-Status Unsupported(const std::string& what) { return Status::InvalidArgument("unsupported: " + what); }
+Status Unsupported(const std::string& what) {
+  return Status::InvalidArgument("unsupported: " + what);
+}
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Truth, str, repr
 
 bool Truthy(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
+    case Kind::kNone:
+      return false;
     case Kind::kBool:
-    case Kind::kInt: return v.integer() != 0;
-    case Kind::kFloat: return v.number() != 0.0;
-    case Kind::kString: return !v.str().empty();
-    case Kind::kSeq: return !v.seq().items.empty();
-    case Kind::kDict: return !v.dict().items.empty();
-    case Kind::kLoop: return v.loop().items && !v.loop().items->empty();
-    default: return true;  // generators, functions and namespaces are objects without __len__
+    case Kind::kInt:
+      return v.integer() != 0;
+    case Kind::kFloat:
+      return v.number() != 0.0;
+    case Kind::kString:
+      return !v.str().empty();
+    case Kind::kSeq:
+      return !v.seq().items.empty();
+    case Kind::kDict:
+      return !v.dict().items.empty();
+    case Kind::kLoop:
+      return v.loop().items && !v.loop().items->empty();
+    default:
+      return true;  // generators, functions and namespaces are objects without __len__
   }
 }
 
@@ -225,7 +259,8 @@ std::string FloatRepr(double d) {
     } else if (decpt >= n) {
       out += digits + std::string(static_cast<size_t>(decpt - n), '0') + ".0";
     } else {
-      out += digits.substr(0, static_cast<size_t>(decpt)) + "." + digits.substr(static_cast<size_t>(decpt));
+      out += digits.substr(0, static_cast<size_t>(decpt)) + "." +
+             digits.substr(static_cast<size_t>(decpt));
     }
   } else {
     out += digits.substr(0, 1);
@@ -280,12 +315,19 @@ void AppendStringRepr(const std::string& s, std::string* out) {
 class Repr {
  public:
   Status Append(const Value& v, std::string* out, int depth) {
-    if (depth > kMaxReprDepth) return Status::InvalidArgument("RecursionError: maximum recursion depth exceeded");
+    if (depth > kMaxReprDepth)
+      return Status::InvalidArgument("RecursionError: maximum recursion depth exceeded");
     switch (v.kind()) {
-      case Kind::kUndefined: *out += "Undefined"; return Status::OK();
-      case Kind::kString: AppendStringRepr(v.str(), out); return Status::OK();
-      case Kind::kSeq: return AppendSeq(v, out, depth);
-      case Kind::kDict: return AppendDict(v.dict().items, out, depth);
+      case Kind::kUndefined:
+        *out += "Undefined";
+        return Status::OK();
+      case Kind::kString:
+        AppendStringRepr(v.str(), out);
+        return Status::OK();
+      case Kind::kSeq:
+        return AppendSeq(v, out, depth);
+      case Kind::kDict:
+        return AppendDict(v.dict().items, out, depth);
       case Kind::kNamespace: {
         const NamespaceData* ns = &v.ns();
         for (const NamespaceData* active : active_) {
@@ -310,9 +352,18 @@ class Repr {
         return Status::OK();
       }
       case Kind::kCallable:
+        if (v.callable().kind == Builtin::kMacro) {
+          *out += "<Macro ";
+          AppendStringRepr(v.callable().name, out);
+          *out += ">";
+          return Status::OK();
+        }
+        [[fallthrough]];
       case Kind::kIterator:
-        return Unsupported(std::string("printing a ") + TypeName(v) + " (Python prints its memory address)");
-      default: return AppendStr(v, out);
+        return Unsupported(std::string("printing a ") + TypeName(v) +
+                           " (Python prints its memory address)");
+      default:
+        return AppendStr(v, out);
     }
   }
 
@@ -322,16 +373,28 @@ class Repr {
     const char* open = "[";
     const char* close = "]";
     switch (s.kind) {
-      case SeqKind::kList: break;
-      case SeqKind::kTuple: open = "(", close = s.items.size() == 1 ? ",)" : ")"; break;
+      case SeqKind::kList:
+        break;
+      case SeqKind::kTuple:
+        open = "(", close = s.items.size() == 1 ? ",)" : ")";
+        break;
       case SeqKind::kRange:
         *out += "range(" + std::to_string(s.start) + ", " + std::to_string(s.stop);
         if (s.step != 1) *out += ", " + std::to_string(s.step);
         *out += ")";
         return Status::OK();
-      case SeqKind::kDictKeys: open = "dict_keys(["; close = "])"; break;
-      case SeqKind::kDictValues: open = "dict_values(["; close = "])"; break;
-      case SeqKind::kDictItems: open = "dict_items(["; close = "])"; break;
+      case SeqKind::kDictKeys:
+        open = "dict_keys([";
+        close = "])";
+        break;
+      case SeqKind::kDictValues:
+        open = "dict_values([";
+        close = "])";
+        break;
+      case SeqKind::kDictItems:
+        open = "dict_items([";
+        close = "])";
+        break;
     }
     *out += open;
     for (size_t i = 0; i < s.items.size(); ++i) {
@@ -342,7 +405,8 @@ class Repr {
     return Status::OK();
   }
 
-  Status AppendDict(const std::vector<std::pair<Value, Value>>& items, std::string* out, int depth) {
+  Status AppendDict(const std::vector<std::pair<Value, Value>>& items, std::string* out,
+                    int depth) {
     *out += "{";
     for (size_t i = 0; i < items.size(); ++i) {
       if (i > 0) *out += ", ";
@@ -366,17 +430,29 @@ Status AppendRepr(const Value& v, std::string* out) {
 
 Status AppendStr(const Value& v, std::string* out) {
   switch (v.kind()) {
-    case Kind::kUndefined: return Status::OK();
-    case Kind::kNone: *out += "None"; return Status::OK();
-    case Kind::kBool: *out += v.boolean() ? "True" : "False"; return Status::OK();
-    case Kind::kInt: *out += std::to_string(v.integer()); return Status::OK();
-    case Kind::kFloat: *out += FloatRepr(v.number()); return Status::OK();
-    case Kind::kString: *out += v.str(); return Status::OK();
-    default: return AppendRepr(v, out);
+    case Kind::kUndefined:
+      return Status::OK();
+    case Kind::kNone:
+      *out += "None";
+      return Status::OK();
+    case Kind::kBool:
+      *out += v.boolean() ? "True" : "False";
+      return Status::OK();
+    case Kind::kInt:
+      *out += std::to_string(v.integer());
+      return Status::OK();
+    case Kind::kFloat:
+      *out += FloatRepr(v.number());
+      return Status::OK();
+    case Kind::kString:
+      *out += v.str();
+      return Status::OK();
+    default:
+      return AppendRepr(v, out);
   }
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Comparison
 
 namespace {
@@ -392,8 +468,10 @@ bool NumEqual(const Value& a, const Value& b) {
 
 bool NumLess(const Value& a, const Value& b) {
   if (a.is_integral() && b.is_integral()) return a.integer() < b.integer();
-  const long double x = a.is_float() ? static_cast<long double>(a.number()) : static_cast<long double>(a.integer());
-  const long double y = b.is_float() ? static_cast<long double>(b.number()) : static_cast<long double>(b.integer());
+  const long double x =
+      a.is_float() ? static_cast<long double>(a.number()) : static_cast<long double>(a.integer());
+  const long double y =
+      b.is_float() ? static_cast<long double>(b.number()) : static_cast<long double>(b.integer());
   return x < y;
 }
 
@@ -419,8 +497,10 @@ bool Equal(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return true;
-    case Kind::kString: return a.str() == b.str();
+    case Kind::kNone:
+      return true;
+    case Kind::kString:
+      return a.str() == b.str();
     case Kind::kSeq: {
       const SeqData& x = a.seq();
       const SeqData& y = b.seq();
@@ -452,7 +532,8 @@ bool Equal(const Value& a, const Value& b) {
       return x.kind == y.kind && x.name == y.name && x.macro == y.macro &&
              x.receiver.heap() == y.receiver.heap();
     }
-    default: return a.heap() == b.heap();  // identity: namespaces, loops, iterators
+    default:
+      return a.heap() == b.heap();  // identity: namespaces, loops, iterators
   }
 }
 
@@ -470,8 +551,8 @@ StatusOr<bool> Less(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  return TypeError(std::string("'<' not supported between instances of '") + TypeName(a) + "' and '" +
-                   TypeName(b) + "'");
+  return TypeError(std::string("'<' not supported between instances of '") + TypeName(a) +
+                   "' and '" + TypeName(b) + "'");
 }
 
 bool Hashable(const Value& v) {
@@ -482,17 +563,20 @@ bool Hashable(const Value& v) {
         if (!Hashable(i)) return false;
       }
       return true;
-    case Kind::kDict: return false;
-    default: return true;
+    case Kind::kDict:
+      return false;
+    default:
+      return true;
   }
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // Iteration and length
 
 StatusOr<std::vector<Value>> Iterate(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return std::vector<Value>{};
+    case Kind::kUndefined:
+      return std::vector<Value>{};
     case Kind::kString: {
       std::vector<Value> out;
       const std::string& s = v.str();
@@ -504,7 +588,8 @@ StatusOr<std::vector<Value>> Iterate(const Value& v) {
       }
       return out;
     }
-    case Kind::kSeq: return v.seq().items;
+    case Kind::kSeq:
+      return v.seq().items;
     case Kind::kDict: {
       std::vector<Value> out;
       for (const auto& kv : v.dict().items) out.push_back(kv.first);
@@ -512,8 +597,9 @@ StatusOr<std::vector<Value>> Iterate(const Value& v) {
     }
     case Kind::kIterator: {
       IteratorData& it = v.iter();
-      std::vector<Value> out(it.items.begin() + static_cast<ptrdiff_t>(std::min(it.pos, it.items.size())),
-                             it.items.end());
+      std::vector<Value> out(
+          it.items.begin() + static_cast<ptrdiff_t>(std::min(it.pos, it.items.size())),
+          it.items.end());
       it.pos = it.items.size();
       if (it.error) {
         Status e = *it.error;
@@ -522,39 +608,52 @@ StatusOr<std::vector<Value>> Iterate(const Value& v) {
       }
       return out;
     }
-    case Kind::kLoop: return Unsupported("iterating over a loop object");
-    default: return TypeError(std::string("'") + TypeName(v) + "' object is not iterable");
+    case Kind::kLoop:
+      return Unsupported("iterating over a loop object");
+    default:
+      return TypeError(std::string("'") + TypeName(v) + "' object is not iterable");
   }
 }
 
 StatusOr<int64_t> Length(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUndefined: return 0;
-    case Kind::kString: return static_cast<int64_t>(text::CountCodePoints(v.str()));
-    case Kind::kSeq: return static_cast<int64_t>(v.seq().items.size());
-    case Kind::kDict: return static_cast<int64_t>(v.dict().items.size());
-    case Kind::kLoop: return static_cast<int64_t>(v.loop().items ? v.loop().items->size() : 0);
-    default: return TypeError(std::string("object of type '") + TypeName(v) + "' has no len()");
+    case Kind::kUndefined:
+      return 0;
+    case Kind::kString:
+      return static_cast<int64_t>(text::CountCodePoints(v.str()));
+    case Kind::kSeq:
+      return static_cast<int64_t>(v.seq().items.size());
+    case Kind::kDict:
+      return static_cast<int64_t>(v.dict().items.size());
+    case Kind::kLoop:
+      return static_cast<int64_t>(v.loop().items ? v.loop().items->size() : 0);
+    default:
+      return TypeError(std::string("object of type '") + TypeName(v) + "' has no len()");
   }
 }
 
-// ---------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 // JSON
 
 template <typename Json>
 StatusOr<Value> FromJson(const Json& j, int depth) {
-  if (depth > kMaxJsonDepth) return Status::InvalidArgument("the context is nested more than 256 levels deep");
+  if (depth > kMaxJsonDepth)
+    return Status::InvalidArgument("the context is nested more than 256 levels deep");
   switch (j.type()) {
-    case Json::value_t::null: return Value::None();
-    case Json::value_t::boolean: return Value::Bool(j.template get<bool>());
-    case Json::value_t::number_integer: return Value::Int(j.template get<int64_t>());
+    case Json::value_t::null:
+      return Value::None();
+    case Json::value_t::boolean:
+      return Value::Bool(j.template get<bool>());
+    case Json::value_t::number_integer:
+      return Value::Int(j.template get<int64_t>());
     case Json::value_t::number_unsigned: {
       const uint64_t u = j.template get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX))
         return Status::InvalidArgument("unsupported: an integer beyond int64 in the context");
       return Value::Int(static_cast<int64_t>(u));
     }
-    case Json::value_t::number_float: return Value::Float(j.template get<double>());
+    case Json::value_t::number_float:
+      return Value::Float(j.template get<double>());
     case Json::value_t::string: {
       const auto& s = j.template get_ref<const std::string&>();
       if (text::FindInvalid(s) != std::string::npos)
@@ -580,7 +679,8 @@ StatusOr<Value> FromJson(const Json& j, int depth) {
       }
       return Value::MakeDict(std::move(d));
     }
-    default: return Status::InvalidArgument("unsupported JSON value in the context (binary or discarded)");
+    default:
+      return Status::InvalidArgument("unsupported JSON value in the context (binary or discarded)");
   }
 }
 
@@ -597,14 +697,29 @@ void AppendJsonString(const std::string& s, bool ensure_ascii, std::string* out)
     const uint32_t cp = text::Next(s, &i);
     char buf[16];
     switch (cp) {
-      case '"': *out += "\\\""; continue;
-      case '\\': *out += "\\\\"; continue;
-      case '\n': *out += "\\n"; continue;
-      case '\r': *out += "\\r"; continue;
-      case '\t': *out += "\\t"; continue;
-      case '\b': *out += "\\b"; continue;
-      case '\f': *out += "\\f"; continue;
-      default: break;
+      case '"':
+        *out += "\\\"";
+        continue;
+      case '\\':
+        *out += "\\\\";
+        continue;
+      case '\n':
+        *out += "\\n";
+        continue;
+      case '\r':
+        *out += "\\r";
+        continue;
+      case '\t':
+        *out += "\\t";
+        continue;
+      case '\b':
+        *out += "\\b";
+        continue;
+      case '\f':
+        *out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (cp < 0x20 || (ensure_ascii && cp >= 0x7F)) {
       if (cp >= 0x10000) {
@@ -629,17 +744,28 @@ std::string JsonFloat(double d) {
 
 class JsonWriter {
  public:
-  JsonWriter(const JsonOptions& o, size_t max_bytes, std::string* out) : o_(o), max_(max_bytes), out_(out) {}
+  JsonWriter(const JsonOptions& o, size_t max_bytes, std::string* out)
+      : o_(o), max_(max_bytes), out_(out) {}
 
   Status Write(const Value& v, int level) {
     if (out_->size() > max_)
       return Status::ResourceExhausted("chat template: tojson output beyond the string size limit");
     switch (v.kind()) {
-      case Kind::kNone: *out_ += "null"; return Status::OK();
-      case Kind::kBool: *out_ += v.boolean() ? "true" : "false"; return Status::OK();
-      case Kind::kInt: *out_ += std::to_string(v.integer()); return Status::OK();
-      case Kind::kFloat: *out_ += JsonFloat(v.number()); return Status::OK();
-      case Kind::kString: AppendJsonString(v.str(), o_.ensure_ascii, out_); return Status::OK();
+      case Kind::kNone:
+        *out_ += "null";
+        return Status::OK();
+      case Kind::kBool:
+        *out_ += v.boolean() ? "true" : "false";
+        return Status::OK();
+      case Kind::kInt:
+        *out_ += std::to_string(v.integer());
+        return Status::OK();
+      case Kind::kFloat:
+        *out_ += JsonFloat(v.number());
+        return Status::OK();
+      case Kind::kString:
+        AppendJsonString(v.str(), o_.ensure_ascii, out_);
+        return Status::OK();
       case Kind::kSeq: {
         const SeqData& s = v.seq();
         if (s.kind != SeqKind::kList && s.kind != SeqKind::kTuple) break;
@@ -657,8 +783,10 @@ class JsonWriter {
         *out_ += "]";
         return Status::OK();
       }
-      case Kind::kDict: return WriteDict(v.dict(), level);
-      default: break;
+      case Kind::kDict:
+        return WriteDict(v.dict(), level);
+      default:
+        break;
     }
     return TypeError(std::string("Object of type ") + TypeName(v) + " is not JSON serializable");
   }
@@ -696,13 +824,24 @@ class JsonWriter {
       const Value& k = d.items[i].first;
       std::string key;
       switch (k.kind()) {
-        case Kind::kString: key = k.str(); break;
-        case Kind::kNone: key = "null"; break;
-        case Kind::kBool: key = k.boolean() ? "true" : "false"; break;
-        case Kind::kInt: key = std::to_string(k.integer()); break;
-        case Kind::kFloat: key = JsonFloat(k.number()); break;
+        case Kind::kString:
+          key = k.str();
+          break;
+        case Kind::kNone:
+          key = "null";
+          break;
+        case Kind::kBool:
+          key = k.boolean() ? "true" : "false";
+          break;
+        case Kind::kInt:
+          key = std::to_string(k.integer());
+          break;
+        case Kind::kFloat:
+          key = JsonFloat(k.number());
+          break;
         default:
-          return TypeError(std::string("keys must be str, int, float, bool or None, not ") + TypeName(k));
+          return TypeError(std::string("keys must be str, int, float, bool or None, not ") +
+                           TypeName(k));
       }
       if (!first) *out_ += o_.item_sep;
       first = false;
