@@ -26,6 +26,7 @@ void RegisterMakeModel(CLI::App& app) {
     std::string preset = "tiny", arch, out, dtype = "bf16";
     uint64_t seed = 0;
     bool rope_parameters = false;
+    int layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
@@ -38,6 +39,13 @@ void RegisterMakeModel(CLI::App& app) {
   sub->add_option("--seed", o->seed, "Seed of the weights")->capture_default_str();
   sub->add_option("--dtype", o->dtype, "Weight dtype: bf16, f16 or f32")->capture_default_str();
   sub->add_flag("--rope-parameters", o->rope_parameters, "Write transformers-5 style rope_parameters");
+  sub->add_option("--layers", o->layers, "Override the preset's number of layers")->check(CLI::Range(1, 1000));
+  sub->add_option("--heads", o->heads, "Override the number of attention heads (hidden size = heads x head_dim)")
+      ->check(CLI::Range(1, 1024));
+  sub->add_option("--kv-heads", o->kv_heads, "Override the number of KV heads (must divide --heads)")->check(CLI::Range(1, 1024));
+  sub->add_option("--head-dim", o->head_dim,
+                  "Override the head dimension (the CUDA backend takes 64 and 128; tiny and small have 16 and 32)")
+      ->check(CLI::Range(2, 1024));
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->callback([o] {
     SyntheticModelSpec spec = Check(SyntheticPreset(o->preset, o->arch));
@@ -46,6 +54,12 @@ void RegisterMakeModel(CLI::App& app) {
     if (!dt) Fail("--dtype must be bf16, f16 or f32, got '" + o->dtype + "'");
     spec.dtype = *dt;
     spec.rope_parameters_style = o->rope_parameters;
+    if (o->layers) spec.num_layers = o->layers;
+    if (o->heads) spec.num_heads = o->heads;
+    if (o->kv_heads) spec.num_kv_heads = o->kv_heads;
+    if (o->head_dim) spec.head_dim = o->head_dim;
+    if (o->heads || o->head_dim) spec.hidden_size = spec.num_heads * spec.head_dim;
+    if (spec.num_heads % spec.num_kv_heads != 0) Fail("--kv-heads must divide --heads");
     Check(WriteSyntheticModel(spec, o->out));
     std::printf("wrote %s model (%d layers, hidden %d, %d heads / %d kv heads, head_dim %d, vocab %d) to %s\n",
                 o->preset.c_str(), spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
