@@ -1,5 +1,6 @@
-// bench-cache: replays a synthetic RAG trace (attention/engine/cache_trace.h) against each cache policy
-// (attention/engine/cache_policy.h) and prints hit rates, the simulation behind docs/cache_policy.md.
+// bench-cache: replays a synthetic RAG trace (attention/engine/cache_trace.h) against each cache
+// policy (attention/engine/cache_policy.h) and prints hit rates, the simulation behind
+// docs/cache_policy.md.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -24,34 +25,56 @@ void RegisterBenchCacheCommand(CLI::App& app) {
   o->trace.requests = 50000;
   CLI::App* sub = app.add_subcommand(
       "bench-cache",
-      "Simulate the block cache policies on a synthetic RAG trace: requests of k passages, each a one-off\n"
-      "passage (seen once) or one of a corpus of N with Zipf(s) popularity; optional scan bursts and\n"
+      "Simulate the block cache policies on a synthetic RAG trace: requests of k passages, each a "
+      "one-off\n"
+      "passage (seen once) or one of a corpus of N with Zipf(s) popularity; optional scan bursts "
+      "and\n"
       "popularity shifts. Prints block and byte hit rates per policy. Deterministic by --seed.");
   sub->add_option("--corpus", o->trace.corpus_passages, "Corpus passages N")
-      ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
-  sub->add_option("--capacity-fraction", o->capacity_fraction, "Cache budget as a share of the corpus's bytes")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
+  sub->add_option("--capacity-fraction", o->capacity_fraction,
+                  "Cache budget as a share of the corpus's bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   sub->add_option("--zipf", o->trace.zipf_s, "Zipf exponent s of the corpus popularity")
-      ->capture_default_str()->check(CLI::Range(0.0, 10.0));
-  sub->add_option("--one-off", o->trace.one_off_fraction, "Share of passage slots that are one-off passages")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  sub->add_option("--one-off", o->trace.one_off_fraction,
+                  "Share of passage slots that are one-off passages")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   sub->add_option("--requests", o->trace.requests, "Requests in the trace")->capture_default_str();
   sub->add_option("--passages-per-request", o->trace.passages_per_request, "Passages k per request")
-      ->capture_default_str()->check(CLI::Range(1, 1000));
-  sub->add_option("--min-tokens", o->trace.min_tokens, "Fewest tokens per passage")->capture_default_str();
-  sub->add_option("--max-tokens", o->trace.max_tokens, "Most tokens per passage")->capture_default_str();
-  sub->add_option("--bytes-per-token", o->trace.bytes_per_token, "KV bytes per token (128 KiB: Llama-3.1-8B, fp32)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  sub->add_option("--min-tokens", o->trace.min_tokens, "Fewest tokens per passage")
       ->capture_default_str();
-  sub->add_option("--scan-period", o->trace.scan_period, "Scan bursts: the last --scan-length of every this many requests walk the corpus (0: none)")
+  sub->add_option("--max-tokens", o->trace.max_tokens, "Most tokens per passage")
       ->capture_default_str();
-  sub->add_option("--scan-length", o->trace.scan_length, "Requests per scan burst")->capture_default_str();
-  sub->add_option("--shift-period", o->trace.shift_period, "Move the popularity ranking to other passages every this many requests (0: never)")
+  sub->add_option("--bytes-per-token", o->trace.bytes_per_token,
+                  "KV bytes per token (128 KiB: Llama-3.1-8B, fp32)")
       ->capture_default_str();
-  sub->add_option("--warmup-fraction", o->warmup_fraction, "Share of the requests replayed before hits are counted")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  sub->add_option("--window-fraction", o->window_fraction, "tinylfu: share of the budget for the admission window")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  sub->add_option("--policies", o->policies, "Policies to run, comma-separated (lru, tinylfu, 2q)")->capture_default_str();
+  sub->add_option("--scan-period", o->trace.scan_period,
+                  "Scan bursts: the last --scan-length of every this many requests walk the corpus "
+                  "(0: none)")
+      ->capture_default_str();
+  sub->add_option("--scan-length", o->trace.scan_length, "Requests per scan burst")
+      ->capture_default_str();
+  sub->add_option(
+         "--shift-period", o->trace.shift_period,
+         "Move the popularity ranking to other passages every this many requests (0: never)")
+      ->capture_default_str();
+  sub->add_option("--warmup-fraction", o->warmup_fraction,
+                  "Share of the requests replayed before hits are counted")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--window-fraction", o->window_fraction,
+                  "tinylfu: share of the budget for the admission window")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--policies", o->policies, "Policies to run, comma-separated (lru, tinylfu, 2q)")
+      ->capture_default_str();
   sub->add_option("--seed", o->trace.seed, "Seed of the trace")->capture_default_str();
   sub->add_option("--json", o->json_file, "Also write the results as JSON to this file");
   sub->callback([o] {
@@ -65,22 +88,29 @@ void RegisterBenchCacheCommand(CLI::App& app) {
     if (kinds.empty()) Fail("--policies names no policy");
 
     const Trace trace = Check(MakeTrace(o->trace));
-    const uint64_t capacity = static_cast<uint64_t>(o->capacity_fraction * static_cast<double>(trace.corpus_bytes));
-    const size_t warmup = static_cast<size_t>(o->warmup_fraction * static_cast<double>(trace.requests()));
+    const uint64_t capacity =
+        static_cast<uint64_t>(o->capacity_fraction * static_cast<double>(trace.corpus_bytes));
+    const size_t warmup =
+        static_cast<size_t>(o->warmup_fraction * static_cast<double>(trace.requests()));
     const TraceOptions& t = o->trace;
-    std::printf("trace: %zu requests x %u passages, corpus %llu passages (%s), zipf %.2f, one-off %.2f",
-                trace.requests(), t.passages_per_request, static_cast<unsigned long long>(t.corpus_passages),
-                FormatBytes(trace.corpus_bytes).c_str(), t.zipf_s, t.one_off_fraction);
+    std::printf(
+        "trace: %zu requests x %u passages, corpus %llu passages (%s), zipf %.2f, one-off %.2f",
+        trace.requests(), t.passages_per_request,
+        static_cast<unsigned long long>(t.corpus_passages), FormatBytes(trace.corpus_bytes).c_str(),
+        t.zipf_s, t.one_off_fraction);
     if (t.scan_length > 0)
-      std::printf(", scans %llu of every %llu requests", static_cast<unsigned long long>(t.scan_length),
+      std::printf(", scans %llu of every %llu requests",
+                  static_cast<unsigned long long>(t.scan_length),
                   static_cast<unsigned long long>(t.scan_period));
     if (t.shift_period > 0)
-      std::printf(", popularity shift every %llu requests", static_cast<unsigned long long>(t.shift_period));
-    std::printf("\nbudget %s (%.3g of the corpus), hits counted after %zu warm-up requests, seed %llu\n",
-                FormatBytes(capacity).c_str(), o->capacity_fraction, warmup,
-                static_cast<unsigned long long>(t.seed));
-    std::printf("%-8s %9s %9s %9s %10s %10s %10s %10s %7s\n", "policy", "block hit", "byte hit", "full req",
-                "admitted", "rejected", "evictions", "filtered", "ns/acc");
+      std::printf(", popularity shift every %llu requests",
+                  static_cast<unsigned long long>(t.shift_period));
+    std::printf(
+        "\nbudget %s (%.3g of the corpus), hits counted after %zu warm-up requests, seed %llu\n",
+        FormatBytes(capacity).c_str(), o->capacity_fraction, warmup,
+        static_cast<unsigned long long>(t.seed));
+    std::printf("%-8s %9s %9s %9s %10s %10s %10s %10s %7s\n", "policy", "block hit", "byte hit",
+                "full req", "admitted", "rejected", "evictions", "filtered", "ns/acc");
 
     nlohmann::json rows = nlohmann::json::array();
     for (CachePolicyKind kind : kinds) {
@@ -91,13 +121,16 @@ void RegisterBenchCacheCommand(CLI::App& app) {
       Check(ValidateCachePolicyOptions(po));
       const auto t0 = std::chrono::steady_clock::now();
       const ReplayResult r = ReplayTrace(trace, po, warmup);
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double ns = trace.accesses.empty() ? 0.0 : seconds * 1e9 / static_cast<double>(trace.accesses.size());
-      std::printf("%-8s %9.4f %9.4f %9.4f %10llu %10llu %10llu %10llu %7.0f\n", CachePolicyKindName(kind),
-                  r.block_hit_rate(), r.byte_hit_rate(), r.full_hit_rate(),
-                  static_cast<unsigned long long>(r.stats.admitted), static_cast<unsigned long long>(r.stats.rejected),
-                  static_cast<unsigned long long>(r.stats.evictions), static_cast<unsigned long long>(r.stats.filtered),
-                  ns);
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double ns =
+          trace.accesses.empty() ? 0.0 : seconds * 1e9 / static_cast<double>(trace.accesses.size());
+      std::printf("%-8s %9.4f %9.4f %9.4f %10llu %10llu %10llu %10llu %7.0f\n",
+                  CachePolicyKindName(kind), r.block_hit_rate(), r.byte_hit_rate(),
+                  r.full_hit_rate(), static_cast<unsigned long long>(r.stats.admitted),
+                  static_cast<unsigned long long>(r.stats.rejected),
+                  static_cast<unsigned long long>(r.stats.evictions),
+                  static_cast<unsigned long long>(r.stats.filtered), ns);
       rows.push_back({{"policy", CachePolicyKindName(kind)},
                       {"block_hit_rate", r.block_hit_rate()},
                       {"byte_hit_rate", r.byte_hit_rate()},

@@ -14,6 +14,7 @@ void RegisterPrecompute(CLI::App& app);        // precompute (tools/cmd_precompu
 void RegisterRun(CLI::App& app);               // run (tools/cmd_run.cc)
 void RegisterTokenizeCommand(CLI::App& app);  // tokenize (tools/cmd_tokenize.cc)
 void RegisterBenchTokenizerCommand(CLI::App& app);  // bench-tokenizer (tools/cmd_bench_tokenizer.cc)
+void RegisterBenchCacheCommand(CLI::App& app);     // bench-cache (tools/cmd_bench_cache.cc)
 void RegisterBenchWorkloadCommand(CLI::App& app);  // bench-workload (tools/cmd_bench_workload.cc)
 void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 

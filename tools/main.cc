@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterRuntimeCommands(app);
   blockkv::cli::RegisterTokenizeCommand(app);
   blockkv::cli::RegisterBenchTokenizerCommand(app);
+  blockkv::cli::RegisterBenchCacheCommand(app);
   blockkv::cli::RegisterBenchWorkloadCommand(app);
   blockkv::cli::RegisterBenchCommand(app);
   try {

@@ -23,7 +23,8 @@ const char* CachePolicyKindName(CachePolicyKind kind) {
 }
 
 std::optional<CachePolicyKind> ParseCachePolicyKind(std::string_view name) {
-  for (CachePolicyKind k : {CachePolicyKind::kLru, CachePolicyKind::kTinyLfu, CachePolicyKind::kTwoQ})
+  for (CachePolicyKind k :
+       {CachePolicyKind::kLru, CachePolicyKind::kTinyLfu, CachePolicyKind::kTwoQ})
     if (name == CachePolicyKindName(k)) return k;
   return std::nullopt;
 }
@@ -39,8 +40,8 @@ Status ValidateCachePolicyOptions(const CachePolicyOptions& o) {
                          Field{"two_q_out_fraction", o.two_q_out_fraction, 10.0}}) {
     if (!(f.value >= 0.0 && f.value <= f.max))  // also false for NaN
       return Status::InvalidArgument("cache policy option " + std::string(f.name) + " = " +
-                                     std::to_string(f.value) + " is outside [0, " + std::to_string(f.max) +
-                                     "]");
+                                     std::to_string(f.value) + " is outside [0, " +
+                                     std::to_string(f.max) + "]");
   }
   return Status::OK();
 }
@@ -84,8 +85,8 @@ struct Entry {
   bool pending = false;  // kTinyLfu: left the window in the Admit under way, not yet compared
 };
 
-// An intrusive doubly linked list of entries, through a sentinel. front() is the oldest (least recently
-// used), the back the newest. Tracks the bytes of the entries it holds.
+// An intrusive doubly linked list of entries, through a sentinel. front() is the oldest (least
+// recently used), the back the newest. Tracks the bytes of the entries it holds.
 class EntryList {
  public:
   EntryList() { head_.prev = head_.next = &head_; }
@@ -121,36 +122,37 @@ class EntryList {
   uint64_t bytes_ = 0;
 };
 
-// A count-min sketch of access frequencies (TinyLFU, Einziger et al.): 4-bit counters, 16 per 64-bit word,
-// four per key; behind it a doorkeeper Bloom filter that absorbs each key's first access, so the many keys
-// seen once between two agings never reach the counters. After 10 accesses per entry sized for, every
-// counter is halved and the doorkeeper cleared (aging), so that old popularity fades.
+// A count-min sketch of access frequencies (TinyLFU, Einziger et al.): 4-bit counters, 16 per
+// 64-bit word, four per key; behind it a doorkeeper Bloom filter that absorbs each key's first
+// access, so the many keys seen once between two agings never reach the counters. After 10 accesses
+// per entry sized for, every counter is halved and the doorkeeper cleared (aging), so that old
+// popularity fades.
 class FrequencySketch {
  public:
-  // A floor on the size (6 KiB): with 10 x entries accesses between agings, and the doorkeeper taking each
-  // key's first access after one, a sketch sized for a cache of ten blocks would age every ~80 accesses and
-  // could not tell a block that recurs every 50 accesses from a one-off.
+  // A floor on the size (6 KiB): with 10 x entries accesses between agings, and the doorkeeper
+  // taking each key's first access after one, a sketch sized for a cache of ten blocks would age
+  // every ~80 accesses and could not tell a block that recurs every 50 accesses from a one-off.
   static constexpr uint64_t kMinEntries = 256;
 
   uint64_t entries() const { return entries_; }
 
-  // Sizes the sketch for `entries` distinct keys (rounded up to a power of two, at least kMinEntries) and
-  // forgets all history.
+  // Sizes the sketch for `entries` distinct keys (rounded up to a power of two, at least
+  // kMinEntries) and forgets all history.
   void Resize(uint64_t entries) {
     entries_ = CeilPow2(entries < kMinEntries ? kMinEntries : entries);
     table_.assign(entries_, 0);  // 16 counters per entry, as Caffeine
     table_mask_ = entries_ - 1;
     sample_size_ = 10 * entries_;
-    // 128 bits per entry: at least 12 per key inserted between two agings, a false positive rate below 1%
-    // with 3 probes.
+    // 128 bits per entry: at least 12 per key inserted between two agings, a false positive rate
+    // below 1% with 3 probes.
     door_.assign(2 * entries_, 0);
     door_mask_ = 128 * entries_ - 1;
     additions_ = 0;
   }
 
-  // Doubles the size, keeping every estimate: a key's counter in the new table (index h & (2n - 1)) starts
-  // as its counter in the old one (index h & (n - 1)) because the old table is copied into both halves;
-  // the same holds for the doorkeeper's bits.
+  // Doubles the size, keeping every estimate: a key's counter in the new table (index h & (2n - 1))
+  // starts as its counter in the old one (index h & (n - 1)) because the old table is copied into
+  // both halves; the same holds for the doorkeeper's bits.
   void Grow() {
     table_.resize(2 * entries_);
     std::copy(table_.begin(), table_.begin() + entries_, table_.begin() + entries_);
@@ -176,8 +178,8 @@ class FrequencySketch {
     if (++additions_ >= sample_size_) Age();
   }
 
-  // The estimated number of accesses since aging (0-16): the smallest of the key's counters, plus one if
-  // the doorkeeper has seen it.
+  // The estimated number of accesses since aging (0-16): the smallest of the key's counters, plus
+  // one if the doorkeeper has seen it.
   int Estimate(uint64_t hash) const {
     int m = 15;
     for (int i = 0; i < 4; ++i) {
@@ -189,8 +191,12 @@ class FrequencySketch {
   }
 
  private:
-  static uint64_t Row(uint64_t hash, int i) { return Mix64(hash + 0x9e3779b97f4a7c15ull * (i + 1)); }
-  static uint64_t Probe(uint64_t hash, int j) { return Mix64(hash ^ (0xc2b2ae3d27d4eb4full * (j + 1))); }
+  static uint64_t Row(uint64_t hash, int i) {
+    return Mix64(hash + 0x9e3779b97f4a7c15ull * (i + 1));
+  }
+  static uint64_t Probe(uint64_t hash, int j) {
+    return Mix64(hash ^ (0xc2b2ae3d27d4eb4full * (j + 1)));
+  }
 
   bool DoorkeeperSet(uint64_t hash) const {
     for (int j = 0; j < 3; ++j) {
@@ -356,7 +362,8 @@ class CachePolicy::Impl {
  private:
   static double Clamp(double v, double max) { return v >= 0.0 ? (v <= max ? v : max) : 0.0; }
 
-  // Moves e to segment s: the bytes follow it, and (unless pinned) it goes to the newest end of s's list.
+  // Moves e to segment s: the bytes follow it, and (unless pinned) it goes to the newest end of s's
+  // list.
   void SetSegment(Entry* e, int s) {
     if (e->pins == 0) lists_[e->segment].Remove(e);
     segment_bytes_[e->segment] -= e->bytes;
@@ -365,8 +372,8 @@ class CachePolicy::Impl {
     if (e->pins == 0) lists_[s].PushBack(e);
   }
 
-  // Removes an unpinned resident entry to make room, reporting it (unless it is the key being admitted,
-  // which then counts as refused). Invalidates e.
+  // Removes an unpinned resident entry to make room, reporting it (unless it is the key being
+  // admitted, which then counts as refused). Invalidates e.
   void Evict(Entry* e) {
     assert(e->pins == 0);
     lists_[e->segment].Remove(e);
@@ -398,9 +405,9 @@ class CachePolicy::Impl {
 
   // ---- kTinyLfu ----
   //
-  // The window's bytes (segment_bytes_[kWindow]) include its pinned entries, which are out of its list: the
-  // blocks a request holds keep their share of the window, so that when they are unpinned they do not all
-  // spill into main at once without facing admission.
+  // The window's bytes (segment_bytes_[kWindow]) include its pinned entries, which are out of its
+  // list: the blocks a request holds keep their share of the window, so that when they are unpinned
+  // they do not all spill into main at once without facing admission.
 
   void AdmitTinyLfu(Entry* e) {
     if (options_.sketch_entries == 0 && map_.size() > sketch_.entries()) sketch_.Grow();
@@ -408,8 +415,8 @@ class CachePolicy::Impl {
     segment_bytes_[kWindow] += e->bytes;
     lists_[kWindow].PushBack(e);
 
-    // The oldest window entries beyond the window's share become candidates for main: they go to the
-    // newest end of probation, marked pending, in age order.
+    // The oldest window entries beyond the window's share become candidates for main: they go to
+    // the newest end of probation, marked pending, in age order.
     Entry* next_candidate = nullptr;
     while (segment_bytes_[kWindow] > window_max_ && !lists_[kWindow].empty()) {
       Entry* c = lists_[kWindow].front();
@@ -419,8 +426,8 @@ class CachePolicy::Impl {
       if (next_candidate == nullptr) next_candidate = c;
     }
 
-    // While over budget, the oldest candidate faces the blocks it would displace from main; when the
-    // candidates are used up, the window's oldest entry does (as Caffeine).
+    // While over budget, the oldest candidate faces the blocks it would displace from main; when
+    // the candidates are used up, the window's oldest entry does (as Caffeine).
     while (used_ > capacity_) {
       Entry* c = next_candidate;
       if (c != nullptr) {
@@ -437,6 +444,7 @@ class CachePolicy::Impl {
       if (WinsAdmission(c)) {
         ClearPending(c);
       } else {
+        ++stats_.filtered;
         Evict(c);
       }
     }
@@ -449,8 +457,9 @@ class CachePolicy::Impl {
     pending_bytes_ -= c->bytes;
   }
 
-  // Main's next block to displace: probation's oldest that is not a pending candidate, else protected's
-  // oldest. Pending candidates sit at probation's newest end, so the first one ends probation's turn.
+  // Main's next block to displace: probation's oldest that is not a pending candidate, else
+  // protected's oldest. Pending candidates sit at probation's newest end, so the first one ends
+  // probation's turn.
   Entry* FirstVictim() const {
     Entry* v = lists_[kProbation].front();
     if (v != nullptr && !v->pending) return v;
@@ -463,12 +472,13 @@ class CachePolicy::Impl {
     return lists_[kProtected].front();
   }
 
-  // Size-aware TinyLFU admission: candidate c (resident, over budget by `need` bytes) wins if main can
-  // free `need` bytes from blocks that are all estimated less frequent than c; those blocks are then
-  // displaced. Looks at no more blocks than it would displace.
+  // Size-aware TinyLFU admission: candidate c (resident, over budget by `need` bytes) wins if main
+  // can free `need` bytes from blocks that are all estimated less frequent than c; those blocks are
+  // then displaced. Looks at no more blocks than it would displace.
   bool WinsAdmission(Entry* c) {
     const uint64_t need = used_ - capacity_;
-    const uint64_t available = lists_[kProbation].bytes() - pending_bytes_ + lists_[kProtected].bytes();
+    const uint64_t available =
+        lists_[kProbation].bytes() - pending_bytes_ + lists_[kProtected].bytes();
     if (available < need) return false;
     const int frequency = sketch_.Estimate(c->hash);
     uint64_t freed = 0;
@@ -533,13 +543,14 @@ class CachePolicy::Impl {
 
   // Entries live in the map (node-based: their addresses are stable); the lists link them.
   std::unordered_map<CacheKey, Entry, CacheKeyHasher> map_;
-  std::array<EntryList, kSegments> lists_;              // unpinned entries of each segment
-  std::array<uint64_t, kSegments> segment_bytes_ = {};  // all entries of each segment, pinned included
+  std::array<EntryList, kSegments> lists_;  // unpinned entries of each segment
+  std::array<uint64_t, kSegments> segment_bytes_ =
+      {};  // all entries of each segment, pinned included
   uint64_t used_ = 0;
   uint64_t pinned_ = 0;
   uint64_t pending_bytes_ = 0;  // kTinyLfu: bytes of the pending candidates
 
-  FrequencySketch sketch_;                                   // kTinyLfu
+  FrequencySketch sketch_;                                      // kTinyLfu
   std::unordered_map<CacheKey, Entry, CacheKeyHasher> ghosts_;  // kTwoQ: A1out, keys and sizes only
   EntryList ghost_list_;
 
@@ -551,7 +562,8 @@ class CachePolicy::Impl {
   Stats stats_;
 };
 
-CachePolicy::CachePolicy(const CachePolicyOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+CachePolicy::CachePolicy(const CachePolicyOptions& options)
+    : impl_(std::make_unique<Impl>(options)) {}
 CachePolicy::~CachePolicy() = default;
 CachePolicy::CachePolicy(CachePolicy&&) noexcept = default;
 CachePolicy& CachePolicy::operator=(CachePolicy&&) noexcept = default;

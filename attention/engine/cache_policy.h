@@ -1,39 +1,45 @@
-// CachePolicy: which KV blocks a cache tier (GPU memory, pinned host memory) keeps, under a byte budget.
+// CachePolicy: which KV blocks a cache tier (GPU memory, pinned host memory) keeps, under a byte
+// budget.
 //
-// A pure data structure: it holds keys, byte costs and access history, never the blocks. The tier that
-// owns the memory asks it on every access (Touch), offers it every block it had to fetch from below
-// (Admit), frees what Admit reports as displaced, and pins the blocks a request is using (Pin/Unpin).
+// A pure data structure: it holds keys, byte costs and access history, never the blocks. The tier
+// that owns the memory asks it on every access (Touch), offers it every block it had to fetch from
+// below (Admit), frees what Admit reports as displaced, and pins the blocks a request is using
+// (Pin/Unpin).
 //
-// Blocks differ in size (one passage's KV: 100-500 tokens x up to 128 KiB per token), so every decision is
-// size-aware: the budget is in bytes and a newcomer is charged its bytes. Three policies:
+// Blocks differ in size (one passage's KV: 100-500 tokens x up to 128 KiB per token), so every
+// decision is size-aware: the budget is in bytes and a newcomer is charged its bytes. Three
+// policies:
 //
 //  - kLru: plain least-recently-used; admits everything that fits. The baseline.
-//  - kTinyLfu: W-TinyLFU in the manner of Caffeine. New blocks enter a small LRU admission window; blocks
-//    leaving the window become candidates for the main region (a segmented LRU: probation, protected).
-//    A candidate enters main only if its estimated access frequency is higher than that of every block it
-//    would displace there; otherwise the candidate itself is dropped. Frequencies come from a count-min
-//    sketch (4-bit counters) behind a doorkeeper Bloom filter, both halved/cleared periodically (aging),
-//    so one-off passages cannot flush the popular ones. The default, chosen by the simulation in
-//    docs/cache_policy.md.
-//  - kTwoQ: the full 2Q of Johnson and Shasha: a FIFO for first-time blocks (A1in), an LRU for blocks seen
-//    again (Am) and a ghost list of keys recently dropped from A1in (A1out); a block whose key is a ghost
-//    goes straight to Am.
+//  - kTinyLfu: W-TinyLFU in the manner of Caffeine. New blocks enter a small LRU admission
+//    window; blocks leaving the window become candidates for the main region (a segmented LRU:
+//    probation, protected). A candidate enters main only if its estimated access frequency is
+//    higher than that of every block it would displace there; otherwise the candidate itself is
+//    dropped. Frequencies come from a count-min sketch (4-bit counters) behind a doorkeeper Bloom
+//    filter, both halved/cleared periodically (aging), so one-off passages cannot flush the
+//    popular ones. The default, chosen by the simulation in docs/cache_policy.md.
+//  - kTwoQ: the full 2Q of Johnson and Shasha: a FIFO for first-time blocks (A1in), an LRU for
+//    blocks seen again (Am) and a ghost list of keys recently dropped from A1in (A1out); a block
+//    whose key is a ghost goes straight to Am.
 //
-// Pins: a block in use by a request is pinned; a pinned block is never displaced (pins nest: Pin twice,
-// Unpin twice). Pinned bytes count against the budget, so when pins leave too little room a newcomer is
-// refused rather than the budget exceeded.
+// Pins: a block in use by a request is pinned; a pinned block is never displaced (pins nest: Pin
+// twice, Unpin twice). Pinned bytes count against the budget, so when pins leave too little room a
+// newcomer is refused rather than the budget exceeded.
 //
 // Invariants after every call: used_bytes() <= capacity_bytes; no pinned key was displaced.
 //
-// Cost: O(1) per Touch/Pin/Unpin/Erase, and O(1 + blocks displaced) per Admit (expected, hash map). No call
-// scans the resident set.
+// Cost: O(1) per Touch/Pin/Unpin/Erase and O(1 + blocks displaced) per Admit (expected: a hash map;
+// amortized: the sketch's aging touches its whole table once per 5 accesses per entry it is sized
+// for). No call scans the resident set. About 100 bytes per resident block.
 //
-// Thread safety: not internally synchronized. The tier that owns a CachePolicy serializes every call
-// (including the const ones) with its own mutex.
+// Sizes the policy cares about are the caller's: bytes may be raw or stored bytes, as long as the
+// budget is in the same unit.
+//
+// Thread safety: not internally synchronized. The tier that owns a CachePolicy serializes every
+// call (including the const ones) with its own mutex.
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -84,32 +90,35 @@ const char* CachePolicyKindName(CachePolicyKind kind);
 std::optional<CachePolicyKind> ParseCachePolicyKind(std::string_view name);
 
 struct CachePolicyOptions {
-  // The policy. Default: kTinyLfu (the simulation in docs/cache_policy.md: at least LRU's block and byte
-  // hit rate on every Zipf trace measured, and far above it once one-off passages flow through).
+  // The policy. Default: kTinyLfu (the simulation in docs/cache_policy.md: at least LRU's block and
+  // byte hit rate on every Zipf trace measured, and far above it once one-off passages flow
+  // through).
   CachePolicyKind kind = CachePolicyKind::kTinyLfu;
 
   // The budget: resident blocks never add up to more bytes than this. Default: 0 (admits nothing).
   uint64_t capacity_bytes = 0;
 
-  // kTinyLfu: share of the budget for the admission window, in [0, 1]. A block larger than the window
-  // passes through it at once and faces admission on arrival. Default: 0.01 (Caffeine's initial value).
+  // kTinyLfu: share of the budget for the admission window, in [0, 1]. A block larger than the
+  // window passes through it at once and faces admission on arrival. Default: 0.01 (Caffeine's
+  // initial value).
   double window_fraction = 0.01;
 
   // kTinyLfu: share of the main region (budget minus window) for its protected segment, in [0, 1].
   // Default: 0.8.
   double protected_fraction = 0.8;
 
-  // kTinyLfu: the number of distinct blocks the frequency sketch is sized for, rounded up to a power of two
-  // and at least 256 (8 bytes of counters and 16 of doorkeeper each; it ages after 10x this many accesses,
-  // then every 5x). 0: 256 at first, doubled (keeping the history) whenever more blocks are resident than
-  // it is sized for. Default: 0.
+  // kTinyLfu: the number of distinct blocks the frequency sketch is sized for, rounded up to a
+  // power of two and at least 256 (8 bytes of counters and 16 of doorkeeper each; it ages after 10x
+  // this many accesses, then every 5x). 0: 256 at first, doubled (keeping the history) whenever
+  // more blocks are resident than it is sized for. Default: 0.
   uint64_t sketch_entries = 0;
 
-  // kTwoQ: share of the budget for A1in (first-time blocks), in [0, 1]. Default: 0.25 (the paper's Kin).
+  // kTwoQ: share of the budget for A1in (first-time blocks), in [0, 1]. Default: 0.25 (the paper's
+  // Kin).
   double two_q_in_fraction = 0.25;
 
-  // kTwoQ: the ghost list A1out remembers dropped keys whose blocks add up to at most this share of the
-  // budget, in [0, 10]. Default: 0.5 (the paper's Kout).
+  // kTwoQ: the ghost list A1out remembers dropped keys whose blocks add up to at most this share of
+  // the budget, in [0, 10]. Default: 0.5 (the paper's Kout).
   double two_q_out_fraction = 0.5;
 };
 
@@ -119,6 +128,7 @@ Status ValidateCachePolicyOptions(const CachePolicyOptions& options);
 class CachePolicy {
  public:
   // Options out of range are clamped into range (check them first with ValidateCachePolicyOptions).
+  // A moved-from CachePolicy may only be destroyed or assigned to.
   explicit CachePolicy(const CachePolicyOptions& options);
   ~CachePolicy();
   CachePolicy(CachePolicy&&) noexcept;
@@ -126,29 +136,30 @@ class CachePolicy {
   CachePolicy(const CachePolicy&) = delete;
   CachePolicy& operator=(const CachePolicy&) = delete;
 
-  // Records one access to `key`; call it for every access, hit or miss, before Admit. Returns true if the
-  // key is resident (a hit: its recency is updated; a pinned key's too, taking effect when unpinned).
+  // Records one access to `key`; call it for every access, hit or miss, before Admit. Returns true
+  // if the key is resident (a hit: its recency is updated; a pinned key's too, taking effect when
+  // unpinned).
   bool Touch(const CacheKey& key);
 
-  // Offers a key that is not resident, of `bytes`, after a miss was served from below. Returns true if it
-  // is now resident (the caller keeps the block in the tier), false if it was refused (the caller frees or
-  // hands back its copy). Either way *evicted (if not null) is cleared and then receives the resident keys
-  // displaced to make room, which the caller must free; the offered key is never among them. Refused: a
-  // block larger than the budget, a block that does not fit beside the pinned bytes, or (kTinyLfu) one
-  // that lost the frequency comparison. Offering a resident key changes nothing (and counts nothing) and
-  // returns true.
+  // Offers a key that is not resident, of `bytes`, after a miss was served from below. Returns true
+  // if it is now resident (the caller keeps the block in the tier), false if it was refused (the
+  // caller frees or hands back its copy). Either way *evicted (if not null) is cleared and then
+  // receives the resident keys displaced to make room, which the caller must free; the offered key
+  // is never among them. Refused: a block larger than the budget, a block that does not fit beside
+  // the pinned bytes, or (kTinyLfu) one that lost the frequency comparison. Offering a resident key
+  // changes nothing (and counts nothing) and returns true.
   bool Admit(const CacheKey& key, uint64_t bytes, std::vector<CacheKey>* evicted);
 
-  // Pins a resident key (a request holds its block): it is not displaced until unpinned as many times as it
-  // was pinned. Returns false, and records nothing, if the key is not resident.
+  // Pins a resident key (a request holds its block): it is not displaced until unpinned as many
+  // times as it was pinned. Returns false, and records nothing, if the key is not resident.
   bool Pin(const CacheKey& key);
-  // Undoes one Pin. When the last pin goes, the key counts as just used (it was in use until now). Returns
-  // false, and changes nothing, if the key is not resident or not pinned.
+  // Undoes one Pin. When the last pin goes, the key counts as just used (it was in use until now).
+  // Returns false, and changes nothing, if the key is not resident or not pinned.
   bool Unpin(const CacheKey& key);
 
-  // Removes a resident, unpinned key (its block was deleted or the tier gave its memory back); the caller
-  // frees the block. Returns false, and changes nothing, if the key is not resident or is pinned.
-  // (kTwoQ also forgets a ghost of the key.)
+  // Removes a resident, unpinned key (its block was deleted or the tier gave its memory back); the
+  // caller frees the block. Returns false, and changes nothing, if the key is not resident or is
+  // pinned. (kTwoQ also forgets a ghost of the key.)
   bool Erase(const CacheKey& key);
 
   bool Contains(const CacheKey& key) const;
@@ -166,6 +177,9 @@ class CachePolicy {
     uint64_t evictions = 0;      // keys Admit reported displaced
     uint64_t evicted_bytes = 0;  // their bytes
     uint64_t erased = 0;         // Erase calls that returned true
+    // kTinyLfu: candidates dropped for losing the frequency comparison: the offered key (then also
+    // counted in rejected) or a block leaving the admission window (then also in evictions).
+    uint64_t filtered = 0;
   };
   // At any time: size() == admitted - evictions - erased.
   Stats stats() const;

@@ -12,7 +12,8 @@ constexpr uint64_t kTopBit = uint64_t{1} << 63;
 
 uint64_t Mix64(uint64_t x) { return SplitMix64(x).Next(); }
 
-// Corpus passage p: a key with the top bit clear (one-off keys have it set, so the two never collide).
+// Corpus passage p: a key with the top bit clear (one-off keys have it set, so the two never
+// collide).
 CacheKey CorpusKey(uint64_t seed, uint64_t p) {
   const uint64_t hi = Mix64(seed * 0x2545f4914f6cdd1dull + 2 * p) & ~kTopBit;
   return {hi, Mix64(hi ^ 0xd6e8feb86659fd93ull)};
@@ -29,20 +30,28 @@ uint64_t PassageBytes(const TraceOptions& o, uint64_t draw) {
 }
 
 Status Validate(const TraceOptions& o) {
-  auto bad = [](const std::string& what) { return Status::InvalidArgument("trace option " + what); };
-  if (!(o.zipf_s >= 0.0 && std::isfinite(o.zipf_s))) return bad("zipf_s must be a finite number >= 0");
-  if (!(o.one_off_fraction >= 0.0 && o.one_off_fraction <= 1.0)) return bad("one_off_fraction must be in [0, 1]");
+  auto bad = [](const std::string& what) {
+    return Status::InvalidArgument("trace option " + what);
+  };
+  if (!(o.zipf_s >= 0.0 && std::isfinite(o.zipf_s)))
+    return bad("zipf_s must be a finite number >= 0");
+  if (!(o.one_off_fraction >= 0.0 && o.one_off_fraction <= 1.0))
+    return bad("one_off_fraction must be in [0, 1]");
   if (o.passages_per_request == 0) return bad("passages_per_request must be at least 1");
   if (o.one_off_fraction < 1.0 && o.corpus_passages < o.passages_per_request)
-    return bad("corpus_passages (" + std::to_string(o.corpus_passages) + ") must be at least passages_per_request (" +
+    return bad("corpus_passages (" + std::to_string(o.corpus_passages) +
+               ") must be at least passages_per_request (" +
                std::to_string(o.passages_per_request) + ")");
   if (o.corpus_passages > (uint64_t{1} << 32)) return bad("corpus_passages must be at most 2^32");
-  if (o.min_tokens == 0 || o.min_tokens > o.max_tokens) return bad("token range must satisfy 1 <= min_tokens <= max_tokens");
-  if (o.bytes_per_token == 0 || o.bytes_per_token > (uint64_t{1} << 32)) return bad("bytes_per_token must be in [1, 2^32]");
+  if (o.min_tokens == 0 || o.min_tokens > o.max_tokens)
+    return bad("token range must satisfy 1 <= min_tokens <= max_tokens");
+  if (o.bytes_per_token == 0 || o.bytes_per_token > (uint64_t{1} << 32))
+    return bad("bytes_per_token must be in [1, 2^32]");
   if (o.scan_length > o.scan_period) return bad("scan_length must be at most scan_period");
   if (o.scan_length > 0 && o.corpus_passages < o.passages_per_request)
     return bad("scans need at least passages_per_request corpus passages");
-  if (o.requests > 100'000'000 / o.passages_per_request) return bad("requests x passages_per_request must be at most 10^8");
+  if (o.requests > 100'000'000 / o.passages_per_request)
+    return bad("requests x passages_per_request must be at most 10^8");
   return Status::OK();
 }
 
@@ -53,7 +62,8 @@ StatusOr<Trace> MakeTrace(const TraceOptions& o) {
   const uint64_t n = o.corpus_passages;
   const uint32_t k = o.passages_per_request;
   Trace trace;
-  // Separate streams, so that (for instance) the sizes do not change when the one-off fraction does.
+  // Separate streams, so that (for instance) the sizes do not change when the one-off fraction
+  // does.
   SplitMix64 slot_rng(Mix64(o.seed ^ 0x51ed270b2f3c9a4full));
   SplitMix64 size_rng(Mix64(o.seed ^ 0x0a3c5e7f91b2d4c6ull));
   SplitMix64 shuffle_rng(Mix64(o.seed ^ 0x3f84d5b5b5470917ull));
@@ -73,7 +83,8 @@ StatusOr<Trace> MakeTrace(const TraceOptions& o) {
   }
   auto draw_rank = [&] {
     const double u = slot_rng.Uniform() * total;
-    const uint64_t r = static_cast<uint64_t>(std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
+    const uint64_t r =
+        static_cast<uint64_t>(std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin());
     return r < n ? r : n - 1;
   };
 
@@ -82,7 +93,8 @@ StatusOr<Trace> MakeTrace(const TraceOptions& o) {
   if (o.scan_length > 0) {
     scan_order.resize(n);
     for (uint64_t p = 0; p < n; ++p) scan_order[p] = static_cast<uint32_t>(p);
-    for (uint64_t p = n - 1; p > 0; --p) std::swap(scan_order[p], scan_order[shuffle_rng.Below(p + 1)]);
+    for (uint64_t p = n - 1; p > 0; --p)
+      std::swap(scan_order[p], scan_order[shuffle_rng.Below(p + 1)]);
   }
   const uint64_t stride = n == 0 ? 0 : o.shift_stride > 0 ? o.shift_stride % n : n / 3 + 1;
   uint64_t scan_pos = 0;
@@ -109,8 +121,8 @@ StatusOr<Trace> MakeTrace(const TraceOptions& o) {
         trace.accesses.push_back({OneOffKey(o.seed, one_offs++), PassageBytes(o, size_rng.Next())});
         continue;
       }
-      // Distinct passages per request: draw again on a repeat (rare unless s is large and N small; after
-      // 1000 tries take the most popular passage not yet chosen).
+      // Distinct passages per request: draw again on a repeat (rare unless s is large and N small;
+      // after 1000 tries take the most popular passage not yet chosen).
       uint64_t p = draw_rank();
       for (int tries = 0; std::find(chosen.begin(), chosen.end(), p) != chosen.end(); ++tries) {
         if (tries < 1000) {
@@ -129,7 +141,8 @@ StatusOr<Trace> MakeTrace(const TraceOptions& o) {
   return trace;
 }
 
-ReplayResult ReplayTrace(const Trace& trace, const CachePolicyOptions& options, size_t warmup_requests) {
+ReplayResult ReplayTrace(const Trace& trace, const CachePolicyOptions& options,
+                         size_t warmup_requests) {
   CachePolicy policy(options);
   ReplayResult result;
   std::vector<CacheKey> evicted;
