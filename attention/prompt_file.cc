@@ -43,6 +43,20 @@ Status ParseId(const nlohmann::json& j, const std::string& where, std::string* o
   return Status::OK();
 }
 
+// Calls fn(line number, line) for every line of `text` that is not blank (split on "\n" only).
+template <typename Fn>
+void ForEachLine(std::string_view text, Fn&& fn) {
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    ++line_no;
+    pos = end + 1;
+    if (line.find_first_not_of(" \t\r") != std::string_view::npos) fn(line_no, line);
+  }
+}
+
 // Parses JSON text, naming invalid UTF-8 by offset (nlohmann rejects it too, less clearly).
 StatusOr<nlohmann::json> ParseJson(std::string_view text, const std::string& label) {
   const size_t bad = utf8::FindInvalid(text);
@@ -170,17 +184,17 @@ StatusOr<std::vector<PromptFile>> ParsePrompts(std::string_view text, const std:
     }
   }
   std::vector<PromptFile> out;
-  size_t line_no = 0, pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
-    ++line_no;
-    pos = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    ASSIGN_OR_RETURN(PromptFile p, ParsePrompt(line, label + ":" + std::to_string(line_no)));
-    out.push_back(std::move(p));
-  }
+  Status error;
+  ForEachLine(text, [&](size_t line_no, std::string_view line) {
+    if (!error.ok()) return;
+    auto p = ParsePrompt(line, label + ":" + std::to_string(line_no));
+    if (p.ok()) {
+      out.push_back(std::move(p).value());
+    } else {
+      error = p.status();
+    }
+  });
+  RETURN_IF_ERROR(error);
   if (out.empty()) return Status::InvalidArgument(label + ": no prompt");
   return out;
 }
@@ -216,18 +230,11 @@ StatusOr<CorpusEntry> ParseCorpusLine(std::string_view line, const std::string& 
 
 std::vector<CorpusLine> ParseCorpusLines(std::string_view text, const std::string& label) {
   std::vector<CorpusLine> out;
-  size_t line_no = 0, pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
-    ++line_no;
-    pos = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+  ForEachLine(text, [&](size_t line_no, std::string_view line) {
     auto e = ParseCorpusLine(line, label + ":" + std::to_string(line_no));
     if (e.ok()) e->line = line_no;
     out.push_back(CorpusLine{line_no, std::move(e)});
-  }
+  });
   return out;
 }
 

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "attention/model/chat_template_internal.h"
+#include "attention/model/utf8.h"
 
 namespace blockkv::jinja::text {
 
@@ -828,60 +829,13 @@ uint32_t Next(std::string_view s, size_t* i) {
   return cp;
 }
 
-void Append(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
+// The shared UTF-8 helpers (attention/model/utf8.h) do these; the template's own Next above stays, since it
+// must not read past the end of text that is not yet known to be valid.
+void Append(uint32_t cp, std::string* out) { utf8::Append(cp, out); }
 
-size_t FindInvalid(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const uint8_t c = static_cast<uint8_t>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int n;
-    uint32_t min;
-    if ((c & 0xE0) == 0xC0) {
-      n = 2, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 3, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 4, min = 0x10000;
-    } else {
-      return i;
-    }
-    if (i + n > s.size()) return i;
-    for (int k = 1; k < n; ++k) {
-      if ((static_cast<uint8_t>(s[i + k]) & 0xC0) != 0x80) return i;
-    }
-    size_t j = i;
-    const uint32_t cp = Next(s, &j);
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i = j;
-  }
-  return std::string_view::npos;
-}
+size_t FindInvalid(std::string_view s) { return utf8::FindInvalid(s); }
 
-size_t CountCodePoints(std::string_view s) {
-  size_t n = 0;
-  for (char c : s) n += (static_cast<uint8_t>(c) & 0xC0) != 0x80;
-  return n;
-}
+size_t CountCodePoints(std::string_view s) { return utf8::CountCodePoints(s); }
 
 size_t OffsetOfCodePoint(std::string_view s, size_t n) {
   size_t i = 0;
