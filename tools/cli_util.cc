@@ -1,6 +1,8 @@
 #include "tools/cli_util.h"
 
 #include <cctype>
+#include <cstdlib>
+#include <filesystem>
 #include <cmath>
 #include <ctime>
 #include <iostream>
@@ -151,6 +153,19 @@ SizeValidator::SizeValidator() {
   func_ = [](const std::string& s) -> std::string {
     return ParseSize(s) ? "" : "'" + s + "' is not a size (examples: 4096, 512M, 1.5G)";
   };
+}
+
+WorkDir::WorkDir(const std::string& given, const std::string& prefix) : path_(given) {
+  if (!path_.empty()) return;
+  std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (mkdtemp(tmpl.data()) == nullptr) Fail("cannot create a temporary directory");
+  path_ = tmpl;
+  remove_ = true;
+}
+
+WorkDir::~WorkDir() {
+  std::error_code ec;
+  if (remove_) std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace blockkv::cli

@@ -53,6 +53,23 @@ nlohmann::json StatsToJson(const StoreStats& s);
 // Prints JSON (pretty) to stdout.
 void PrintJson(const nlohmann::json& j);
 
+// A working directory for a command: `given` when the user named one (kept), else a fresh temporary
+// directory named after `prefix` (removed, with its contents, on destruction). Fails (exits) if the
+// temporary directory cannot be created.
+class WorkDir {
+ public:
+  WorkDir(const std::string& given, const std::string& prefix);
+  ~WorkDir();
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  const std::string& path() const { return path_; }
+  bool temporary() const { return remove_; }
+
+ private:
+  std::string path_;
+  bool remove_ = false;
+};
+
 // A CLI11 validator for sizes.
 struct SizeValidator : public CLI::Validator {
   SizeValidator();

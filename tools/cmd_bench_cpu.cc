@@ -46,15 +46,8 @@ void RegisterBenchCpuCommand(CLI::App& app) {
   sub->callback([o] {
     auto kvd = ParseDType(o->kv_dtype);
     if (!kvd) Fail("--kv-dtype must be f32, bf16 or f16");
-    std::string tmpl = (std::filesystem::temp_directory_path() / "blockkv-bench-cpu-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) Fail("cannot create a temporary directory");
-    struct Cleanup {
-      std::string d;
-      ~Cleanup() {
-        std::error_code ec;
-        std::filesystem::remove_all(d, ec);
-      }
-    } cleanup{tmpl};
+    const WorkDir work("", "blockkv-bench-cpu");
+    const std::string& tmpl = work.path();
     std::string model_dir = o->model;
     if (model_dir.empty()) {
       SyntheticModelSpec spec = Check(SyntheticPreset(o->preset, o->arch));

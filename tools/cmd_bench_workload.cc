@@ -86,15 +86,8 @@ void RegisterBenchWorkloadCommand(CLI::App& app) {
   sub->add_option("--json", o->json_out, "Also write the results as JSON here");
   sub->callback([o] {
     if (o->per_prompt > o->corpus) Fail("--passages-per-prompt cannot exceed --corpus");
-    std::string tmpl = (std::filesystem::temp_directory_path() / "blockkv-workload-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) Fail("cannot create a temporary directory");
-    struct Cleanup {
-      std::string d;
-      ~Cleanup() {
-        std::error_code ec;
-        std::filesystem::remove_all(d, ec);
-      }
-    } cleanup{tmpl};
+    const WorkDir work("", "blockkv-workload");
+    const std::string& tmpl = work.path();
     std::string model = o->model;
     if (model.empty()) {
       model = tmpl + "/model";

@@ -94,22 +94,8 @@ void RegisterDemo(CLI::App& app) {
   sub->add_option("--new-tokens", o->new_tokens, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 10000));
   sub->add_flag("--json", o->json, "Print JSON");
   sub->callback([o] {
-    std::string dir = o->dir;
-    bool remove = false;
-    if (dir.empty()) {
-      std::string tmpl = (std::filesystem::temp_directory_path() / "blockkv-demo-XXXXXX").string();
-      if (mkdtemp(tmpl.data()) == nullptr) Fail("cannot create a temporary directory");
-      dir = tmpl;
-      remove = true;
-    }
-    struct Cleanup {
-      std::string d;
-      bool on;
-      ~Cleanup() {
-        std::error_code ec;
-        if (on) std::filesystem::remove_all(d, ec);
-      }
-    } cleanup{dir, remove};
+    const WorkDir work(o->dir, "blockkv-demo");
+    const std::string& dir = work.path();
     const std::string model_dir = dir + "/model", store_dir = dir + "/store";
     SyntheticModelSpec spec = Check(SyntheticPreset(o->preset, o->arch));
     spec.seed = 7;
@@ -232,7 +218,7 @@ void RegisterDemo(CLI::App& app) {
                   nlohmann::json(text(full)).dump().c_str());
       std::printf("store: %llu blocks, %s raw, %s stored\n", static_cast<unsigned long long>(st.blocks),
                   FormatBytes(st.raw_bytes).c_str(), FormatBytes(st.stored_bytes).c_str());
-      if (!remove)
+      if (!work.temporary())
         std::printf("\nkept in %s: try\n  blockkv run --model %s --store %s --prompt %s/prompt.json\n", dir.c_str(),
                     model_dir.c_str(), store_dir.c_str(), dir.c_str());
     }
