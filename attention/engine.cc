@@ -27,18 +27,21 @@ void CopyHostLayer(const HostBlock& b, uint32_t layer, DType dtype, void* k, voi
   FromFloat(dtype, f.data(), v, n);
 }
 
-// A prompt's blocks as a BlockLayerSource: hits read from the store (one GetLayers call per layer, parallel
-// on the store's pool; converted when stored in another dtype), misses converted from their fresh encodes.
+// The blocks of a prompt that must be read as a BlockLayerSource: store hits (one GetLayers call per layer,
+// parallel on the store's pool; converted when stored in another dtype), host-tier hits not in pinned memory,
+// and misses converted from their fresh encodes. Blocks not in `read` (GPU-tier hits, pinned host hits) are
+// left to the backend.
 class LayerSource final : public BlockLayerSource {
  public:
   LayerSource(BlockStore* store, const ModelConfig& config, const std::vector<PromptBlock>& blocks,
               const std::vector<BlockId>& ids, const std::vector<bool>& hit, const std::vector<BlockMeta>& metas,
-              const std::vector<BlockKV>& kvs, const std::vector<std::shared_ptr<const HostBlock>>& host)
+              const std::vector<BlockKV>& kvs, const std::vector<std::shared_ptr<const HostBlock>>& host,
+              const std::vector<bool>& read)
       : store_(store), row_(static_cast<size_t>(config.num_kv_heads) * config.head_dim), ids_(ids), hit_(hit),
-        metas_(metas), kvs_(kvs), host_(host) {
-    for (const auto& b : blocks) {
-      sizes_.push_back(b.tokens.size());
-      tokens_ += static_cast<int64_t>(b.tokens.size());
+        metas_(metas), kvs_(kvs), host_(host), read_(read) {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      sizes_.push_back(read[i] ? blocks[i].tokens.size() : 0);
+      tokens_ += static_cast<int64_t>(sizes_.back());
     }
   }
 
@@ -57,6 +60,7 @@ class LayerSource final : public BlockLayerSource {
     size_t row_offset = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < sizes_.size(); ++i) {
+      if (!read_[i]) continue;
       const size_t n = sizes_[i] * row_;
       char* k = static_cast<char*>(k_out) + row_offset * row_ * es;
       char* v = static_cast<char*>(v_out) + row_offset * row_ * es;
@@ -85,12 +89,13 @@ class LayerSource final : public BlockLayerSource {
         reqs.push_back({ids_[i], layer, tmp[tmp.size() - 2].data(), tmp.back().data(), tb});
       }
     }
-    RETURN_IF_ERROR(store_->GetLayers(reqs));
+    if (!reqs.empty()) RETURN_IF_ERROR(store_->GetLayers(reqs));
     if (!converted.empty()) {
       std::vector<float> f;
       size_t c = 0;
       row_offset = 0;
       for (size_t i = 0; i < sizes_.size(); ++i) {
+        if (!read_[i]) continue;
         const size_t n = sizes_[i] * row_;
         if (c < converted.size() && converted[c] == i) {
           f.resize(n);
@@ -115,6 +120,7 @@ class LayerSource final : public BlockLayerSource {
   const std::vector<BlockMeta>& metas_;
   const std::vector<BlockKV>& kvs_;
   const std::vector<std::shared_ptr<const HostBlock>>& host_;
+  const std::vector<bool>& read_;
   std::vector<size_t> sizes_;
   int64_t tokens_ = 0;
   std::atomic<uint64_t> bytes_{0};
@@ -135,18 +141,35 @@ std::vector<int32_t> FlattenPrompt(const EngineRequest& request, std::vector<int
   return all;
 }
 
+namespace {
+
+// The host tier's arena: the whole budget pinned once, where the backend copies from it directly.
+std::unique_ptr<HostArena> NewHostArena(ModelBackend* backend, uint64_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = backend->AllocateHostMemory(bytes);
+  if (p == nullptr) return nullptr;
+  return std::make_unique<HostArena>(p, bytes, [backend](void* q) { backend->FreeHostMemory(q); });
+}
+
+}  // namespace
+
 Engine::Engine(const Runtime* runtime, BlockStore* store, const EngineOptions& options)
-    : owned_backend_(std::make_unique<CpuBackend>(runtime)),
-      backend_(owned_backend_.get()),
-      store_(store),
-      options_(options),
-      host_tier_(options.host_tier_bytes, options.tier_policy, &metrics_.tier(BlockSource::kHost)) {}
+    : Engine(static_cast<ModelBackend*>(nullptr), store, options, std::make_unique<CpuBackend>(runtime)) {}
 
 Engine::Engine(ModelBackend* backend, BlockStore* store, const EngineOptions& options)
-    : backend_(backend),
+    : Engine(backend, store, options, nullptr) {}
+
+Engine::Engine(ModelBackend* backend, BlockStore* store, const EngineOptions& options,
+               std::unique_ptr<ModelBackend> owned)
+    : owned_backend_(std::move(owned)),
+      backend_(owned_backend_ != nullptr ? owned_backend_.get() : backend),
       store_(store),
       options_(options),
-      host_tier_(options.host_tier_bytes, options.tier_policy, &metrics_.tier(BlockSource::kHost)) {}
+      host_arena_(NewHostArena(backend_, options.host_tier_bytes)),
+      host_dtype_(host_arena_ != nullptr ? backend_->stream_dtype() : options.kv_dtype),
+      host_tier_(options.host_tier_bytes, options.tier_policy, &metrics_.tier(BlockSource::kHost)),
+      gpu_tier_(backend_->device_tier() && options.stream_layers ? options.gpu_tier_bytes : 0, options.tier_policy,
+                &metrics_.tier(BlockSource::kGpu)) {}
 
 Engine::~Engine() = default;
 
@@ -273,38 +296,80 @@ StatusOr<EngineResult> Engine::Run(const EngineRequest& req) {
   return r;
 }
 
-void Engine::AdmitToHostTier(const EngineRequest& req, const EngineResult& r, const std::vector<BlockMeta>& metas,
-                             const std::vector<BlockKV>& kvs) {
+struct Engine::Request {
+  const EngineRequest& req;
+  EngineResult& r;
+  std::vector<BlockMeta> metas;  // store hits
+  std::vector<BlockKV> kvs;      // misses' fresh encodes (and, unstreamed, every block's layers)
+  std::vector<std::shared_ptr<const HostBlock>> host;     // host-tier hits, pinned until the request ends
+  std::vector<std::shared_ptr<const ResidentBlock>> gpu;  // GPU-tier hits, likewise
+  std::vector<size_t> to_store;
+  Request(const EngineRequest& q, EngineResult& res)
+      : req(q), r(res), metas(q.blocks.size()), kvs(q.blocks.size()), host(q.blocks.size()), gpu(q.blocks.size()) {}
+};
+
+Status Engine::BlockLayer(const Request& q, size_t i, uint32_t layer, DType dtype, void* k, void* v) {
   const ModelConfig& c = backend_->config();
-  for (size_t i = 0; i < req.blocks.size(); ++i) {
-    const BlockSource src = r.block_source[i];
-    if (src == BlockSource::kHost || src == BlockSource::kGpu) continue;
-    auto b = std::make_shared<HostBlock>();
-    b->id = r.block_ids[i];
-    b->tokens = static_cast<uint32_t>(req.blocks[i].tokens.size());
-    b->layers = static_cast<uint32_t>(c.num_layers);
-    const size_t n = size_t{b->tokens} * c.num_kv_heads * c.head_dim;
-    if (src == BlockSource::kStore) {
-      // The store's bytes, read again (the page cache has them): the tier then holds exactly what a
-      // store read gives. A read that fails (evicted meanwhile) just leaves the block out.
-      const BlockMeta& m = metas[i];
-      b->dtype = m.dtype;
-      b->tensor_bytes = m.tensor_bytes();
-      b->Allocate();
-      std::vector<LayerRequest> reqs;
-      for (uint32_t l = 0; l < b->layers; ++l) reqs.push_back({b->id, l, b->k(l), b->v(l), b->tensor_bytes});
-      if (!store_->GetLayers(reqs).ok()) continue;
-    } else {
-      // A fresh encode, already rounded through kv_dtype: converting it gives the bytes the store holds.
-      b->dtype = options_.kv_dtype;
-      b->tensor_bytes = n * DTypeSize(b->dtype);
-      b->Allocate();
-      for (uint32_t l = 0; l < b->layers; ++l) {
-        FromFloat(b->dtype, kvs[i].k[l].data(), b->k(l), n);
-        FromFloat(b->dtype, kvs[i].v[l].data(), b->v(l), n);
-      }
+  const size_t n = q.req.blocks[i].tokens.size() * static_cast<size_t>(c.num_kv_heads) * c.head_dim;
+  if (q.host[i] != nullptr) {
+    CopyHostLayer(*q.host[i], layer, dtype, k, v, n);
+    return Status::OK();
+  }
+  if (!q.kvs[i].k.empty()) {  // a fresh encode, already rounded through kv_dtype
+    FromFloat(dtype, q.kvs[i].k[layer].data(), k, n);
+    FromFloat(dtype, q.kvs[i].v[layer].data(), v, n);
+    return Status::OK();
+  }
+  // A store hit, read again (the page cache has it): the tier then holds exactly what a store read gives.
+  const BlockMeta& m = q.metas[i];
+  const uint64_t tb = m.tensor_bytes();
+  if (m.dtype == dtype) {
+    LayerRequest one{q.r.block_ids[i], layer, k, v, tb};
+    return store_->GetLayers(std::span<const LayerRequest>(&one, 1));
+  }
+  std::vector<uint8_t> rk(tb), rv(tb);
+  LayerRequest one{q.r.block_ids[i], layer, rk.data(), rv.data(), tb};
+  RETURN_IF_ERROR(store_->GetLayers(std::span<const LayerRequest>(&one, 1)));
+  std::vector<float> f(n);
+  ToFloat(m.dtype, rk.data(), f.data(), n);
+  FromFloat(dtype, f.data(), k, n);
+  ToFloat(m.dtype, rv.data(), f.data(), n);
+  FromFloat(dtype, f.data(), v, n);
+  return Status::OK();
+}
+
+void Engine::Admit(const Request& q) {
+  const ModelConfig& c = backend_->config();
+  for (size_t i = 0; i < q.req.blocks.size(); ++i) {
+    const BlockSource src = q.r.block_source[i];
+    if (src == BlockSource::kGpu) continue;  // already in the fastest tier
+    const BlockId& id = q.r.block_ids[i];
+    const uint32_t tokens = static_cast<uint32_t>(q.req.blocks[i].tokens.size());
+    const uint64_t n = uint64_t{tokens} * c.num_kv_heads * c.head_dim;
+    if (host_tier_.enabled() && src != BlockSource::kHost) {
+      const uint64_t tb = n * DTypeSize(host_dtype_);
+      host_tier_.Offer(id, 2 * tb * c.num_layers, [&]() -> std::shared_ptr<HostBlock> {
+        auto b = std::make_shared<HostBlock>();
+        b->id = id;
+        b->dtype = host_dtype_;
+        b->tokens = tokens;
+        b->layers = static_cast<uint32_t>(c.num_layers);
+        b->tensor_bytes = tb;
+        if (!b->Allocate(host_arena_.get())) return nullptr;  // no free run that large in the arena
+        for (uint32_t l = 0; l < b->layers; ++l)
+          if (!BlockLayer(q, i, l, b->dtype, b->k(l), b->v(l)).ok()) return nullptr;  // e.g. evicted meanwhile
+        return b;
+      });
     }
-    host_tier_.Offer(std::move(b));
+    if (gpu_tier_.enabled()) {
+      const DType dt = backend_->stream_dtype();
+      gpu_tier_.Offer(id, 2 * n * DTypeSize(dt) * c.num_layers, [&]() -> std::shared_ptr<ResidentBlock> {
+        StatusOr<std::unique_ptr<ResidentBlock>> b = backend_->MakeResident(
+            tokens, [&](uint32_t l, void* k, void* v) { return BlockLayer(q, i, l, dt, k, v); });
+        if (!b.ok()) return nullptr;  // out of device memory, or the block's data could not be read
+        return std::shared_ptr<ResidentBlock>(std::move(b).value());
+      });
+    }
   }
 }
 
@@ -312,13 +377,11 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
   EngineResult r;
   EngineTiming& t = r.timing;
   const auto start = Clock::now();
-  std::vector<size_t> to_store;
-  std::vector<BlockKV> kvs(req.blocks.size());
+  Request q(req, r);
   int prompt_tokens = static_cast<int>(req.final_tokens.size());
   for (const auto& b : req.blocks) prompt_tokens += static_cast<int>(b.tokens.size());
   t.prompt_tokens = prompt_tokens;
-  std::vector<BlockMeta> metas(req.blocks.size());
-  std::vector<std::shared_ptr<const HostBlock>> host(req.blocks.size());  // pinned until the request ends
+  const bool stream = options_.stream_layers && backend_->streams();
 
   if (req.mode == AttentionMode::kFull) {
     const std::vector<int32_t> all = FlattenPrompt(req);
@@ -331,8 +394,8 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
       r.logits.erase(r.logits.begin(), r.logits.end() - static_cast<std::ptrdiff_t>(keep));
     }
   } else {
-    // Resolve every block: the host tier, else the store (hits by their metadata, read below), else
-    // encoded now.
+    // Resolve every block: the GPU tier, else the host tier, else the store (hits by their metadata, read
+    // below), else encoded now.
     for (size_t i = 0; i < req.blocks.size(); ++i) {
       const auto& b = req.blocks[i];
       if (b.tokens.empty())
@@ -340,67 +403,94 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
       auto l0 = Clock::now();
       const BlockId id = ComputeBlockId(backend_->fingerprint(), b.tokens);
       r.block_ids.push_back(id);
-      bool hit = false;
-      host[i] = host_tier_.Acquire(id);
-      if (host[i] != nullptr) {
-        hit = true;
-        r.block_source.push_back(BlockSource::kHost);
+      BlockSource src = BlockSource::kEncoded;
+      if ((q.gpu[i] = gpu_tier_.Acquire(id)) != nullptr) {
+        src = BlockSource::kGpu;
+      } else if ((q.host[i] = host_tier_.Acquire(id)) != nullptr) {
+        src = BlockSource::kHost;
       } else if (store_ != nullptr) {
         StatusOr<BlockMeta> m = store_->GetMeta(id);
         if (m.ok()) {
           RETURN_IF_ERROR(CheckMeta(id, *m));
-          metas[i] = *m;
-          hit = true;
-          r.block_source.push_back(BlockSource::kStore);
+          q.metas[i] = *m;
+          src = BlockSource::kStore;
         } else if (!m.status().IsNotFound()) {
           return m.status();
         }
       }
-      if (!hit) r.block_source.push_back(BlockSource::kEncoded);
+      r.block_source.push_back(src);
       t.lookup_ms += Ms(l0, Clock::now());
-      if (!hit) {
+      if (src == BlockSource::kEncoded) {
         auto e0 = Clock::now();
-        ASSIGN_OR_RETURN(kvs[i], Encode(b.tokens));
+        ASSIGN_OR_RETURN(q.kvs[i], Encode(b.tokens));
         t.encode_ms += Ms(e0, Clock::now());
-        to_store.push_back(i);
+        q.to_store.push_back(i);
       }
-      r.block_hit.push_back(hit);
+      r.block_hit.push_back(src != BlockSource::kEncoded);
     }
     bool done = false;
     const bool any_hit = std::find(r.block_hit.begin(), r.block_hit.end(), true) != r.block_hit.end();
-    if (any_hit && options_.stream_layers && backend_->streams()) {
-      // Hits stream from the store layer by layer during the prefill; misses come from memory.
-      LayerSource source(store_, backend_->config(), req.blocks, r.block_ids, r.block_hit, metas, kvs, host);
+    for (int attempt = 0; any_hit && stream && !done; ++attempt) {
+      // Hits stream in layer by layer during the prefill; GPU-tier hits are re-encoded in place and pinned
+      // host-tier hits copied straight to the device; misses come from memory.
+      std::vector<BlockPlacement> placement(req.blocks.size());
+      std::vector<bool> read(req.blocks.size(), true);
+      for (size_t i = 0; i < req.blocks.size(); ++i) {
+        placement[i].tokens = static_cast<uint32_t>(req.blocks[i].tokens.size());
+        if (q.gpu[i] != nullptr) {
+          placement[i].resident = q.gpu[i].get();
+          read[i] = false;
+        } else if (q.host[i] != nullptr && q.host[i]->in_arena() && q.host[i]->dtype == backend_->stream_dtype()) {
+          placement[i].host = q.host[i]->data();
+          placement[i].tensor_bytes = q.host[i]->tensor_bytes;
+          read[i] = false;
+        }
+      }
+      LayerSource source(store_, backend_->config(), req.blocks, r.block_ids, r.block_hit, q.metas, q.kvs, q.host,
+                         read);
       StreamTiming st;
       const auto p0 = Clock::now();
-      StatusOr<std::vector<float>> logits = backend_->PrefillStreamed(source, req.final_tokens, req.prefill, &st);
+      StatusOr<std::vector<float>> logits = backend_->PrefillStreamed(source, placement, req.final_tokens, req.prefill, &st);
       if (logits.ok()) {
         r.logits = std::move(logits).value();
         t.prefill_ms = Ms(p0, Clock::now());
         t.host_ms = source.host_ms();
         t.load_ms = std::max(0.0, st.read_ms - t.host_ms);
+        t.gpu_ms = st.resident_ms;
         t.stream_wait_ms = st.wait_ms;
         t.streamed = true;
-        t.bytes_loaded = source.bytes();
+        t.bytes_loaded = source.bytes() + st.host_bytes;
         done = true;
-      } else if (!logits.status().IsNotFound()) {
+      } else if (!logits.status().IsNotFound() || attempt > 0) {
         return logits.status();
+      } else {
+        // NotFound: a store hit was evicted since its lookup. Encode what is gone, then stream again.
+        for (size_t i = 0; i < req.blocks.size(); ++i) {
+          if (r.block_source[i] != BlockSource::kStore) continue;
+          ASSIGN_OR_RETURN(bool present, store_->Contains(r.block_ids[i]));
+          if (present) continue;
+          r.block_hit[i] = false;
+          r.block_source[i] = BlockSource::kEncoded;
+          auto e0 = Clock::now();
+          ASSIGN_OR_RETURN(q.kvs[i], Encode(req.blocks[i].tokens));
+          t.encode_ms += Ms(e0, Clock::now());
+          q.to_store.push_back(i);
+        }
       }
-      // NotFound: a block was evicted since its lookup; load block by block below (re-encoding it).
     }
-    if (!done) {
+    if (!done) {  // not streamed: every block's layers in host memory first (no GPU-tier hits here)
       for (size_t i = 0; i < req.blocks.size(); ++i) {
         if (!r.block_hit[i]) continue;
-        if (host[i] != nullptr) {
+        if (q.host[i] != nullptr) {
           const auto h0 = Clock::now();
-          const HostBlock& hb = *host[i];
+          const HostBlock& hb = *q.host[i];
           const size_t n = hb.tensor_bytes / DTypeSize(hb.dtype);
-          kvs[i].tokens = hb.tokens;
-          kvs[i].k.assign(hb.layers, std::vector<float>(n));
-          kvs[i].v.assign(hb.layers, std::vector<float>(n));
+          q.kvs[i].tokens = hb.tokens;
+          q.kvs[i].k.assign(hb.layers, std::vector<float>(n));
+          q.kvs[i].v.assign(hb.layers, std::vector<float>(n));
           for (uint32_t l = 0; l < hb.layers; ++l) {
-            ToFloat(hb.dtype, hb.k(l), kvs[i].k[l].data(), n);
-            ToFloat(hb.dtype, hb.v(l), kvs[i].v[l].data(), n);
+            ToFloat(hb.dtype, hb.k(l), q.kvs[i].k[l].data(), n);
+            ToFloat(hb.dtype, hb.v(l), q.kvs[i].v[l].data(), n);
           }
           t.bytes_loaded += hb.bytes();
           t.host_ms += Ms(h0, Clock::now());
@@ -408,22 +498,22 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
         }
         const auto l1 = Clock::now();
         uint64_t bytes = 0;
-        Status s = LoadLayers(r.block_ids[i], metas[i], &kvs[i], &bytes);  // metadata checked at lookup
+        Status s = LoadLayers(r.block_ids[i], q.metas[i], &q.kvs[i], &bytes);  // metadata checked at lookup
         t.load_ms += Ms(l1, Clock::now());
         if (s.IsNotFound()) {  // evicted between the lookup and the read
           r.block_hit[i] = false;
           r.block_source[i] = BlockSource::kEncoded;
           auto e0 = Clock::now();
-          ASSIGN_OR_RETURN(kvs[i], Encode(req.blocks[i].tokens));
+          ASSIGN_OR_RETURN(q.kvs[i], Encode(req.blocks[i].tokens));
           t.encode_ms += Ms(e0, Clock::now());
-          to_store.push_back(i);
+          q.to_store.push_back(i);
         } else {
           RETURN_IF_ERROR(s);
           t.bytes_loaded += bytes;
         }
       }
       std::vector<const BlockKV*> ptrs;
-      for (const auto& kv : kvs) ptrs.push_back(&kv);
+      for (const auto& kv : q.kvs) ptrs.push_back(&kv);
       const auto p0 = Clock::now();
       ASSIGN_OR_RETURN(r.logits, backend_->Prefill(ptrs, req.final_tokens, req.prefill));
       t.prefill_ms = Ms(p0, Clock::now());
@@ -432,11 +522,20 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
     for (size_t i = 0; i < r.block_source.size(); ++i) {
       EngineMetrics::TierCounters& tc = metrics_.tier(r.block_source[i]);
       tc.blocks += 1;
-      if (r.block_source[i] == BlockSource::kHost) {
-        ++t.host_hits;
-        tc.bytes += host[i]->bytes();
-      } else if (r.block_source[i] == BlockSource::kStore) {
-        tc.bytes += 2 * metas[i].tensor_bytes() * metas[i].num_layers;
+      switch (r.block_source[i]) {
+        case BlockSource::kGpu:
+          ++t.gpu_hits;
+          tc.bytes += q.gpu[i]->bytes();
+          break;
+        case BlockSource::kHost:
+          ++t.host_hits;
+          tc.bytes += q.host[i]->bytes();
+          break;
+        case BlockSource::kStore:
+          tc.bytes += 2 * q.metas[i].tensor_bytes() * q.metas[i].num_layers;
+          break;
+        case BlockSource::kEncoded:
+          break;
       }
     }
   }
@@ -454,13 +553,13 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
 
   if (store_ != nullptr && options_.store_misses && req.mode == AttentionMode::kBlock) {
     const auto s0 = Clock::now();
-    for (size_t i : to_store)
-      RETURN_IF_ERROR(Store(kvs[i], req.blocks[i].tokens, req.blocks[i].name));
+    for (size_t i : q.to_store)
+      RETURN_IF_ERROR(Store(q.kvs[i], req.blocks[i].tokens, req.blocks[i].name));
     t.store_ms = Ms(s0, Clock::now());
   }
-  if (host_tier_.enabled() && req.mode == AttentionMode::kBlock) {
+  if ((host_tier_.enabled() || gpu_tier_.enabled()) && req.mode == AttentionMode::kBlock) {
     const auto a0 = Clock::now();
-    AdmitToHostTier(req, r, metas, kvs);
+    Admit(q);
     t.admit_ms = Ms(a0, Clock::now());
   }
   return r;

@@ -7,10 +7,14 @@
 // read layer by layer while the prefill runs; otherwise every layer of every hit is loaded first. Every
 // step is timed.
 //
-// Tiers: with EngineOptions::host_tier_bytes, blocks are kept in host memory across requests
-// (attention/engine/host_tier.h), behind a scan-resistant admission policy; a block is resolved from the
-// host tier, else the store, else encoded, and each request's result names the source of every block.
-// Whatever the source, the logits are bitwise the same (the tier keeps the store's bytes).
+// Tiers: with EngineOptions::gpu_tier_bytes (a backend with a device: CUDA) blocks are kept in device memory
+// across requests, pre-RoPE in the runtime's storage type, and re-encoded in place at each prompt's offsets;
+// with host_tier_bytes they are kept in host memory (pinned on CUDA, copied straight to the device layer by
+// layer during the prefill). Each tier has a scan-resistant admission policy (attention/engine/tier.h). A
+// block is resolved from the GPU tier, else the host tier, else the store, else encoded; each request's
+// result names the source of every block. After the first token, blocks served from below are offered to
+// each tier (built only if admitted). Whatever the source, the logits are bitwise the same: every tier holds
+// exactly the values a store read gives.
 //
 // Thread safety: Run and Precompute may be called from any number of threads at once; requests run one
 // at a time per engine (the backend holds one prefill's cache), and the tiers and metrics are shared
@@ -26,12 +30,15 @@
 #include <mutex>
 
 #include "attention/engine/host_tier.h"
+#include "attention/engine/tier.h"
 #include "attention/engine/metrics.h"
 #include "attention/model_backend.h"
 #include "attention/runtime.h"
 #include "db/block_store.h"
 
 namespace blockkv {
+
+using GpuTier = Tier<ResidentBlock>;
 
 struct EngineOptions {
   // The dtype blocks are stored in. F32 keeps block mode exactly equal to the masked reference;
@@ -45,8 +52,11 @@ struct EngineOptions {
   // loading every block first (ModelBackend::PrefillStreamed; the logits are the same). Default: true.
   bool stream_layers = true;
   // Bytes of host memory that keep blocks across requests (attention/engine/host_tier.h); 0: no host
-  // tier. Default: 0.
+  // tier. On the CUDA backend the whole budget is pinned once, when the engine is made. Default: 0.
   uint64_t host_tier_bytes = 0;
+  // Bytes of device memory that keep blocks across requests (the GPU tier), on backends with a device
+  // (ModelBackend::device_tier()); ignored elsewhere, and when stream_layers is false. Default: 0.
+  uint64_t gpu_tier_bytes = 0;
   // The tiers' admission and eviction policy. Default: W-TinyLFU (attention/engine/cache_policy.h).
   CachePolicyKind tier_policy = CachePolicyKind::kTinyLfu;
 };
@@ -77,7 +87,9 @@ struct EngineTiming {
   double lookup_ms = 0;  // block ids and store lookups
   double load_ms = 0;    // reading, decoding and converting the store hits' layers (streamed: summed over
                          // the reader threads, overlapping prefill_ms, which then includes the whole pass)
-  double host_ms = 0;    // copying (converting) the host-tier hits' layers (streamed: as load_ms)
+  double host_ms = 0;    // copying (converting) the host-tier hits' layers on the CPU (streamed: as load_ms;
+                         // 0 for hits in pinned memory, which the device copies itself during the prefill)
+  double gpu_ms = 0;     // device time re-encoding the GPU-tier hits into the prompt's cache (within prefill_ms)
   double encode_ms = 0;  // encoding the misses
   double prefill_ms =
       0;               // re-encoding positions and prefilling the final block (or the full prompt)
@@ -85,10 +97,12 @@ struct EngineTiming {
   double decode_ms =
       0;  // picking every generated token and running all but the last through the model
   double store_ms = 0;  // writing the misses to the store (after the first token; not in ttft)
-  double admit_ms = 0;  // offering blocks to the host tier (after the first token; not in ttft)
+  double admit_ms = 0;  // offering blocks to the tiers and building the admitted ones (after the first token
+                        // and the decode; not in ttft)
   int hits = 0;         // blocks served from a tier or the store
   int misses = 0;       // blocks encoded
   int host_hits = 0;    // of hits, served from the host tier
+  int gpu_hits = 0;     // of hits, served from the GPU tier
   uint64_t bytes_loaded = 0;  // raw bytes of the hits' K and V
   int prompt_tokens = 0;
   int generated_tokens = 0;
@@ -101,7 +115,7 @@ struct EngineResult {
   std::vector<float> logits;    // last position (vocab) or every final-block position (n × vocab)
   std::vector<BlockId> block_ids;
   std::vector<bool> block_hit;
-  std::vector<BlockSource> block_source;  // where each block came from: host, store or encoded
+  std::vector<BlockSource> block_source;  // where each block came from: gpu, host, store or encoded
   EngineTiming timing;
 };
 
@@ -133,12 +147,18 @@ class Engine {
   // Counters and latency histograms of every request so far (thread-safe to read at any time).
   const EngineMetrics& metrics() const { return metrics_; }
   const HostTier& host_tier() const { return host_tier_; }
+  const GpuTier& gpu_tier() const { return gpu_tier_; }
+  // Whether the host tier lives in pinned memory that the device copies from directly.
+  bool host_tier_pinned() const { return host_arena_ != nullptr; }
 
  private:
+  Engine(ModelBackend* backend, BlockStore* store, const EngineOptions& options, std::unique_ptr<ModelBackend> owned);
+  struct Request;  // one request's resolved blocks (engine.cc)
   StatusOr<EngineResult> RunLocked(const EngineRequest& request);
-  // Offers the request's store hits and encoded blocks to the host tier (after the first token).
-  void AdmitToHostTier(const EngineRequest& req, const EngineResult& r, const std::vector<BlockMeta>& metas,
-                       const std::vector<BlockKV>& kvs);
+  // Layer `layer` of block i of the request in `dtype`, from the best copy it has at hand.
+  Status BlockLayer(const Request& q, size_t i, uint32_t layer, DType dtype, void* k, void* v);
+  // Offers the request's blocks served from below to the tiers (after the first token).
+  void Admit(const Request& q);
   StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
   // InvalidArgument unless a stored block belongs to this model and has its shape.
   Status CheckMeta(const BlockId& id, const BlockMeta& m) const;
@@ -151,7 +171,10 @@ class Engine {
   BlockStore* store_;
   EngineOptions options_;
   EngineMetrics metrics_;
+  std::unique_ptr<HostArena> host_arena_;  // the host tier's pinned memory (null: the heap); outlives it
+  DType host_dtype_;                       // the dtype host-tier blocks are kept in
   HostTier host_tier_;
+  GpuTier gpu_tier_;
   std::mutex run_mu_;  // one request at a time on the backend
 };
 

@@ -9,6 +9,9 @@
 //   store  the same block-mode prompt with the passages stored (bf16, the store's files in the OS page cache),
 //          answered by the Engine on the CUDA backend: the hits streamed in layer by layer during the
 //          prefill, and (--no-stream's path) loaded completely before it;
+//   tiers  the same prompt answered by a long-lived Engine with every passage in its GPU tier (pre-RoPE,
+//          re-encoded in place) and then in its host tier (pinned, copied straight to the device during the
+//          prefill);
 //   decode tokens/s after the full prefill, one CUDA-graph replay per token, greedy and sampled;
 //   hf     HF transformers' full prefill of the same shapes (sdpa, bf16), by tests/oracle/hf_bench.py.
 #include <algorithm>
@@ -48,6 +51,7 @@ struct BenchOptions {
   std::string json_out;
   std::string oracle_out;  // oracle mode
   bool store_bench = true;
+  bool tier_bench = true;
   std::string store_dir;  // empty: a temporary directory
   int stream_readers = 2;
 };
@@ -102,6 +106,40 @@ std::string Fmt(double v, int digits = 2) {
   return buf;
 }
 
+// Block TTFT with every passage in one tier of a long-lived Engine: the GPU tier (pre-RoPE on the device,
+// re-encoded at the prompt's offsets) and the host tier (pinned, copied straight to the device layer by layer).
+// A first run fills the tier from `store`; the timed runs must be served by it entirely.
+void TierTtft(const BenchOptions& o, ModelBackend* backend, BlockStore* store, const EngineRequest& req,
+              nlohmann::json& row) {
+  uint64_t bytes = 0;
+  for (const auto& b : req.blocks)
+    bytes += 2ull * b.tokens.size() * backend->config().kv_dim() * 2 * backend->config().num_layers;
+  for (const BlockSource tier : {BlockSource::kGpu, BlockSource::kHost}) {
+    EngineOptions eo;
+    eo.kv_dtype = DType::kBF16;
+    eo.tier_policy = CachePolicyKind::kLru;  // admits whatever fits: the tier holds the whole prompt
+    (tier == BlockSource::kGpu ? eo.gpu_tier_bytes : eo.host_tier_bytes) = bytes + bytes / 8;
+    Engine engine(backend, store, eo);
+    if (tier == BlockSource::kHost && !engine.host_tier_pinned()) Fail("bench: could not pin the host tier's memory");
+    const auto f0 = std::chrono::steady_clock::now();
+    Check(engine.Run(req));  // reads the store, then admits every block
+    const double fill_ms = Ms(std::chrono::steady_clock::now() - f0);
+    EngineTiming last;
+    const double ms = TimeMedian(o.repeats, [&] {
+      const EngineResult r = Check(engine.Run(req));
+      for (BlockSource s : r.block_source)
+        if (s != tier) Fail(std::string("bench: a block did not come from the ") + BlockSourceName(tier) + " tier");
+      last = r.timing;
+    });
+    const std::string prefix = std::string("tier_") + BlockSourceName(tier) + "_";
+    row[prefix + "ttft_ms"] = ms;
+    row[prefix + "fill_ms"] = fill_ms;
+    row[prefix + "bytes"] = bytes;
+    if (tier == BlockSource::kGpu) row["tier_gpu_reencode_ms"] = last.gpu_ms;
+    if (tier == BlockSource::kHost) row["tier_host_wait_ms"] = last.stream_wait_ms;
+  }
+}
+
 // Block TTFT with the passages in a store: precomputed through the Engine (bf16) with the default codec,
 // then answered by it streamed and loaded first; then the same with raw (uncompressed) blocks, streamed.
 // Adds store_* fields to `row`; removes the stores afterwards.
@@ -148,6 +186,7 @@ void StoreTtft(const BenchOptions& o, CudaRuntime* rt, const std::vector<std::ve
       row["store_ttft_loaded_ms"] = time_runs(store.get(), false, std::min(o.repeats, 2), &last);
       row["store_loaded_load_ms"] = last.load_ms;
     }
+    if (codec == Codec::kRaw && o.tier_bench) TierTtft(o, backend.get(), store.get(), req, row);
   }
   fs::remove_all(dir);
 }
@@ -290,15 +329,15 @@ void RunBench(const BenchOptions& o) {
               o.preset.c_str(), result["precision"].get<std::string>().c_str(), result["device"].get<std::string>().c_str(),
               result["attention_kernels"].get<std::string>().c_str(), o.repeats);
   std::printf("| tokens | full prefill | HF sdpa full | HF / blockkv | block TTFT (KV in cache) | block TTFT (+ re-encode) "
-              "| HF block TTFT | block TTFT, store streamed | (raw codec) | block TTFT, store loaded first "
-              "| batched encode of passages | decode tok/s | decode tok/s, sampled |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+              "| HF block TTFT | block TTFT, GPU tier | block TTFT, host tier | block TTFT, store streamed | (raw codec) "
+              "| block TTFT, store loaded first | batched encode of passages | decode tok/s | decode tok/s, sampled |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : result["rows"]) {
     auto get = [&](const char* k, int digits = 2) { return r.contains(k) ? Fmt(r[k].get<double>(), digits) : std::string("-"); };
-    std::printf("| %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(r["tokens"].get<int64_t>()),
+    std::printf("| %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(r["tokens"].get<int64_t>()),
                 get("full_prefill_ms").c_str(), get("hf_full_prefill_ms").c_str(), get("hf_over_blockkv_full").c_str(),
                 get("block_ttft_ms").c_str(), get("block_ttft_reencode_ms").c_str(), get("hf_block_ttft_ms").c_str(),
-                get("store_ttft_streamed_ms", 1).c_str(), get("store_raw_ttft_streamed_ms", 1).c_str(),
+                get("tier_gpu_ttft_ms").c_str(), get("tier_host_ttft_ms", 1).c_str(), get("store_ttft_streamed_ms", 1).c_str(), get("store_raw_ttft_streamed_ms", 1).c_str(),
                 get("store_ttft_loaded_ms", 1).c_str(), get("encode_ms", 1).c_str(), get("decode_tokens_per_s", 1).c_str(),
                 get("decode_sampled_tokens_per_s", 1).c_str());
   }
@@ -375,6 +414,9 @@ void RegisterBenchCommand(CLI::App& app) {
   sub->add_flag("--no-store-bench", [o](int64_t) { o->store_bench = false; },
                 "Skip the block TTFT with the passages in a store (it writes their KV: 128 KiB per token for "
                 "Llama-3.1-8B, 4 GiB at 32K)");
+  sub->add_flag("--no-tier-bench", [o](int64_t) { o->tier_bench = false; },
+                "Skip the block TTFT with every passage in the GPU tier and in the (pinned) host tier of a "
+                "long-lived engine (part of the store benchmark; the host tier pins the prompt's KV in host memory)");
   sub->add_option("--stream-readers", o->stream_readers,
                   "Reader threads of the streamed store runs (each reads a whole layer of every passage on the "
                   "store's thread pool)")->capture_default_str()->check(CLI::Range(1, 64));

@@ -24,7 +24,7 @@ struct RunOpts {
   int top_k = 0;
   uint64_t seed = 0;
   std::vector<int32_t> stop;
-  std::string host_tier, tier_policy = "tinylfu", metrics_out;
+  std::string host_tier, gpu_tier, tier_policy = "tinylfu", metrics_out;
 };
 
 EngineRequest BuildRequest(const PromptFile& pf, const Tokenizer* tokenizer, BlockStore* store,
@@ -52,8 +52,12 @@ EngineRequest BuildRequest(const PromptFile& pf, const Tokenizer* tokenizer, Blo
 }
 
 void PrintTimingText(const std::string& mode, const ModelBackend& backend, const EngineTiming& t) {
-  std::fprintf(stderr, "%s mode on %s, %d prompt tokens, %d hits / %d misses\n", mode.c_str(), backend.name().c_str(),
+  std::fprintf(stderr, "%s mode on %s, %d prompt tokens, %d hits / %d misses", mode.c_str(), backend.name().c_str(),
                t.prompt_tokens, t.hits, t.misses);
+  if (t.gpu_hits + t.host_hits > 0)
+    std::fprintf(stderr, " (of the hits: %d from the GPU tier, re-encoded in %.2f ms of GPU time; %d from the host tier)",
+                 t.gpu_hits, t.gpu_ms, t.host_hits);
+  std::fprintf(stderr, "\n");
   if (t.streamed) {
     std::fprintf(stderr,
                  "lookup %.2f ms, encode %.2f ms, prefill with the hits streamed in %.2f ms (reads %.2f ms over the "
@@ -116,8 +120,12 @@ void RegisterRun(CLI::App& app) {
                 "On cuda: load every stored block before the prefill instead of streaming them in layer by "
                 "layer while it runs (same logits; for comparison)");
   sub->add_option("--host-tier", o->host_tier,
-                  "Keep blocks in host memory across the prompts of this run, up to SIZE (e.g. 2G); each block's "
-                  "source (host, store, encoded) is in --json")
+                  "Keep blocks in host memory across the prompts of this run, up to SIZE (e.g. 2G; pinned on cuda, "
+                  "copied straight to the GPU); each block's source (gpu, host, store, encoded) is in --json")
+      ->check(SizeValidator());
+  sub->add_option("--gpu-tier", o->gpu_tier,
+                  "On cuda: keep blocks in GPU memory across the prompts of this run, up to SIZE (e.g. 8G), and "
+                  "re-encode them in place at each prompt's offsets")
       ->check(SizeValidator());
   sub->add_option("--tier-policy", o->tier_policy,
                   "Admission and eviction of the tiers: tinylfu (scan-resistant, the default), 2q or lru")
@@ -159,6 +167,11 @@ void RegisterRun(CLI::App& app) {
     eo.store_misses = !o->no_store && block;
     eo.stream_layers = !o->no_stream;
     if (!o->host_tier.empty()) eo.host_tier_bytes = *ParseSize(o->host_tier);
+    if (!o->gpu_tier.empty()) {
+      if (!backend.backend->device_tier()) Fail("--gpu-tier needs --device cuda", 2);
+      if (o->no_stream) Fail("--gpu-tier needs the streamed prefill: drop --no-stream", 2);
+      eo.gpu_tier_bytes = *ParseSize(o->gpu_tier);
+    }
     eo.tier_policy = *ParseCachePolicyKind(o->tier_policy);
     Engine engine(backend.backend.get(), store.get(), eo);
     TextPromptOptions topts;

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "attention/model_config.h"
+#include "attention/synthetic_model.h"
 #include "tools/cli_util.h"
 
 #if BLOCKKV_HAVE_CUDA
@@ -25,6 +27,22 @@ Backend OpenBackend(const std::string& device, const std::string& model_dir) {
   return b;
 #else
   Fail("--device cuda: this blockkv was built without the CUDA backend (nvcc not found at configure time)");
+#endif
+}
+
+Backend OpenRandomCudaBackend(const std::string& preset, uint64_t seed) {
+#if BLOCKKV_HAVE_CUDA
+  std::string why;
+  if (!cuda::CudaRuntime::DeviceAvailable(&why)) Fail("--device cuda: no usable CUDA device (" + why + ")");
+  const SyntheticModelSpec spec = Check(SyntheticPreset(preset));
+  const ModelConfig config = Check(ParseModelConfig(SyntheticConfigJson(spec), preset));
+  std::shared_ptr<cuda::CudaRuntime> rt = Check(cuda::CudaRuntime::CreateRandom(config, seed));
+  Backend b;
+  b.backend = cuda::CudaBackend::Borrow(rt.get(), ModelFingerprint(HashBytes(preset.data(), preset.size())));
+  b.runtime = rt;
+  return b;
+#else
+  Fail("random weights need the CUDA backend (this blockkv was built without it)");
 #endif
 }
 
@@ -60,7 +78,8 @@ nlohmann::json TimingJson(const EngineTiming& t) {
   return {{"lookup_ms", t.lookup_ms}, {"load_ms", t.load_ms},       {"encode_ms", t.encode_ms},
           {"prefill_ms", t.prefill_ms}, {"ttft_ms", t.ttft_ms},     {"decode_ms", t.decode_ms},
           {"store_ms", t.store_ms},   {"hits", t.hits},             {"misses", t.misses},
-          {"host_ms", t.host_ms}, {"host_hits", t.host_hits}, {"admit_ms", t.admit_ms},
+          {"host_ms", t.host_ms}, {"host_hits", t.host_hits}, {"gpu_ms", t.gpu_ms}, {"gpu_hits", t.gpu_hits},
+          {"admit_ms", t.admit_ms},
           {"bytes_loaded", t.bytes_loaded}, {"prompt_tokens", t.prompt_tokens},
           {"generated_tokens", t.generated_tokens}, {"streamed", t.streamed}, {"stream_wait_ms", t.stream_wait_ms}};
 }

@@ -18,9 +18,13 @@ namespace blockkv::cli {
 // The model runtime `device` names ("cpu" or "cuda") for the model in `model_dir`.
 struct Backend {
   std::unique_ptr<Runtime> cpu;           // the CPU runtime, when device is cpu
+  std::shared_ptr<void> runtime;          // a runtime `backend` borrows (OpenRandomCudaBackend)
   std::unique_ptr<ModelBackend> backend;  // what the Engine runs on
 };
 Backend OpenBackend(const std::string& device, const std::string& model_dir);
+// A CUDA backend over a model of a synthetic preset's shape with random weights made on the GPU (no weights
+// file: full-size shapes for benchmarks). Its blocks are addressed by a fingerprint of the preset's name.
+Backend OpenRandomCudaBackend(const std::string& preset, uint64_t seed);
 void AddDeviceOption(CLI::App* sub, std::string* device);
 
 // --kv-dtype; "" (the default) is f32 on the CPU (block mode then equals the masked reference exactly)

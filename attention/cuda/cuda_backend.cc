@@ -1,5 +1,7 @@
 #include "attention/cuda/cuda_backend.h"
 
+#include <cuda_runtime_api.h>
+
 #include "attention/model.h"
 
 namespace blockkv::cuda {
@@ -34,21 +36,82 @@ StatusOr<std::vector<float>> CudaBackend::Prefill(std::span<const BlockKV* const
   return std::move(r.logits);
 }
 
+namespace {
+
+// The GPU tier's blocks on this backend: a DeviceBlock of the runtime's storage type.
+class CudaResidentBlock final : public ResidentBlock {
+ public:
+  explicit CudaResidentBlock(std::unique_ptr<DeviceBlock> block) : block_(std::move(block)) {}
+  uint32_t tokens() const override { return block_->tokens(); }
+  uint64_t bytes() const override { return block_->bytes(); }
+  const DeviceBlock& block() const { return *block_; }
+
+ private:
+  std::unique_ptr<DeviceBlock> block_;
+};
+
+}  // namespace
+
+DType CudaBackend::stream_dtype() const {
+  return rt_->precision() == Precision::kBF16 ? DType::kBF16 : DType::kF16;
+}
+
+StatusOr<std::unique_ptr<ResidentBlock>> CudaBackend::MakeResident(uint32_t tokens, const LayerFill& fill) {
+  ASSIGN_OR_RETURN(std::unique_ptr<DeviceBlock> block,
+                   rt_->UploadBlockRaw(tokens, [&fill](int layer, void* k, void* v) {
+                     return fill(static_cast<uint32_t>(layer), k, v);
+                   }));
+  return std::unique_ptr<ResidentBlock>(new CudaResidentBlock(std::move(block)));
+}
+
+void* CudaBackend::AllocateHostMemory(uint64_t bytes) {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void CudaBackend::FreeHostMemory(void* p) {
+  if (p != nullptr) cudaFreeHost(p);
+}
+
 StatusOr<std::vector<float>> CudaBackend::PrefillStreamed(BlockLayerSource& source,
+                                                          std::span<const BlockPlacement> placement,
                                                           std::span<const int32_t> final_tokens,
                                                           const PrefillOptions& options, StreamTiming* timing) {
   cache_.reset();
-  const DType dtype = rt_->precision() == Precision::kBF16 ? DType::kBF16 : DType::kF16;
-  const int64_t tokens = source.tokens();
+  const DType dtype = stream_dtype();
   const CudaRuntime::LayerReader read = [&source, dtype](int layer, void* k, void* v) {
     return source.ReadLayer(static_cast<uint32_t>(layer), dtype, k, v);
   };
+  std::vector<PromptSegment> segments;
+  int64_t tokens = 0;
+  if (placement.empty()) {
+    segments.push_back({source.tokens()});
+    tokens = source.tokens();
+  }
+  for (const BlockPlacement& p : placement) {
+    PromptSegment s;
+    s.tokens = p.tokens;
+    if (p.resident != nullptr) {
+      // Only this backend makes the resident blocks it is given (MakeResident).
+      s.device = &static_cast<const CudaResidentBlock*>(p.resident)->block();
+    } else if (p.host != nullptr) {
+      s.host = p.host;
+      s.host_layer_stride = 2 * p.tensor_bytes;
+      s.host_value_offset = p.tensor_bytes;
+    }
+    segments.push_back(s);
+    tokens += p.tokens;
+  }
   StreamStats st;
   ASSIGN_OR_RETURN(CudaPrefillResult r,
-                   rt_->PrefillStreamed(tokens, read, final_tokens, options,
-                                        tokens + static_cast<int64_t>(final_tokens.size()) + kDecodeReserve,
-                                        nullptr, &st));
-  if (timing != nullptr) *timing = {st.read_ms, st.wait_ms};
+                   rt_->PrefillSegments(segments, read, final_tokens, options,
+                                        tokens + static_cast<int64_t>(final_tokens.size()) + kDecodeReserve, nullptr,
+                                        &st));
+  if (timing != nullptr) *timing = {st.read_ms, st.wait_ms, st.device_ms, st.host_bytes};
   cache_ = std::move(r.cache);
   return std::move(r.logits);
 }

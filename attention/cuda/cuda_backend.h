@@ -34,10 +34,19 @@ class CudaBackend final : public ModelBackend {
   StatusOr<std::vector<float>> Prefill(std::span<const BlockKV* const> blocks, std::span<const int32_t> final_tokens,
                                        const PrefillOptions& options) override;
   StatusOr<std::vector<float>> PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options) override;
-  // Blocks stream in through CudaRuntime::PrefillStreamed, read as the runtime's storage type.
+  // Blocks stream in through CudaRuntime::PrefillSegments, read as the runtime's storage type; resident
+  // blocks (the GPU tier) are re-encoded in place and pinned host blocks copied straight to the device.
   bool streams() const override { return true; }
-  StatusOr<std::vector<float>> PrefillStreamed(BlockLayerSource& source, std::span<const int32_t> final_tokens,
-                                               const PrefillOptions& options, StreamTiming* timing) override;
+  StatusOr<std::vector<float>> PrefillStreamed(BlockLayerSource& source, std::span<const BlockPlacement> placement,
+                                               std::span<const int32_t> final_tokens, const PrefillOptions& options,
+                                               StreamTiming* timing) override;
+  DType stream_dtype() const override;
+  // The GPU tier: device blocks of the runtime's storage type (CudaRuntime::UploadBlockRaw).
+  bool device_tier() const override { return true; }
+  StatusOr<std::unique_ptr<ResidentBlock>> MakeResident(uint32_t tokens, const LayerFill& fill) override;
+  // Pinned memory (cudaHostAlloc), for the host tier's arena.
+  void* AllocateHostMemory(uint64_t bytes) override;
+  void FreeHostMemory(void* p) override;
   StatusOr<std::vector<int32_t>> Decode(std::span<const float> last_logits, const DecodeOptions& options) override;
 
   CudaRuntime& runtime() { return *rt_; }

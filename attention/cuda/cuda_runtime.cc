@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "attention/cuda/attention.cuh"
+#include "attention/cuda/cuda_runtime_impl.h"
 #include "attention/cuda/cuda_status.h"
 #include "attention/cuda/device_model.h"
 #include "attention/cuda/elementwise.cuh"
@@ -18,97 +19,15 @@ namespace blockkv::cuda {
 
 // ---- caches and blocks ----
 
-struct DeviceKVCache::Impl {
-  int64_t capacity = 0, length = 0;
-  std::vector<DeviceBuffer> k, v;  // [layer] (capacity, kv_heads, head_dim) T, keys rotated
-  // Decode-step state on the device: token, next token, position, then one AttnSeq.
-  DeviceBuffer state;
-  DeviceBuffer logits;  // (vocab) fp32: the decode step's logits
-  // Sampling on the device: the generator's state (4 uint64) and the sort scratch (sampling.cuh).
-  DeviceBuffer rng, sample_scratch;
-  int32_t* token() const { return state.as<int32_t>(); }
-  int32_t* next() const { return state.as<int32_t>() + 1; }
-  int32_t* pos() const { return state.as<int32_t>() + 2; }
-  AttnSeq* seq() const { return reinterpret_cast<AttnSeq*>(state.as<int32_t>() + 4); }
-  // The captured decode step and what it was captured against (the scratch generation and the sampling
-  // rule, whose parameters the step bakes in).
-  cudaGraphExec_t graph = nullptr;
-  uint64_t graph_generation = 0;
-  float graph_temperature = 0, graph_top_p = 1;
-  int graph_top_k = 0;
-  // The captured Extend pass, the key it was captured for, and the key of the last eager pass (a key seen
-  // twice in a row is captured). Keys hold every shape and address the pass bakes in.
-  using ExtendKey = std::array<int64_t, 11>;
-  cudaGraphExec_t extend_graph = nullptr;
-  ExtendKey extend_graph_key{}, last_extend_key{};
-  bool have_last_extend = false;
-  void DropDecodeGraph() {
-    if (graph != nullptr) cudaGraphExecDestroy(graph);
-    graph = nullptr;
-  }
-  void DropGraph() {
-    DropDecodeGraph();
-    if (extend_graph != nullptr) cudaGraphExecDestroy(extend_graph);
-    extend_graph = nullptr;
-    have_last_extend = false;
-  }
-  ~Impl() { DropGraph(); }
-};
-
 DeviceKVCache::DeviceKVCache() : impl_(std::make_unique<Impl>()) {}
 DeviceKVCache::~DeviceKVCache() = default;
 int64_t DeviceKVCache::length() const { return impl_->length; }
 int64_t DeviceKVCache::capacity() const { return impl_->capacity; }
 
-struct DeviceBlock::Impl {
-  uint32_t tokens = 0;
-  std::shared_ptr<DeviceBuffer> storage;  // shared by the blocks encoded together
-  std::vector<void*> k, v;                // [layer] (tokens, kv_heads, head_dim) T, pre-RoPE
-  size_t bytes = 0;
-};
-
 DeviceBlock::DeviceBlock() : impl_(std::make_unique<Impl>()) {}
 DeviceBlock::~DeviceBlock() = default;
 uint32_t DeviceBlock::tokens() const { return impl_->tokens; }
 size_t DeviceBlock::bytes() const { return impl_->bytes; }
-
-// ---- the runtime ----
-
-struct CudaRuntime::Impl {
-  CudaRuntimeOptions options;
-  cudaStream_t stream = nullptr;
-  std::string device_name;
-  std::unique_ptr<DeviceModel> model;
-  // Per-pass inputs (ids, positions, sequences), the logits of Extend, scratch keys/values for encoding.
-  DeviceBuffer ids, pos, seqs, logits, k_scratch, v_scratch, jobs;
-  // Extend's inputs (ids, positions, one AttnSeq) in one device buffer, one upload per pass.
-  DeviceBuffer extend_in;
-  // The streaming prefill's readers, pinned ring and copy stream (created on first use, kept).
-  std::unique_ptr<LayerStreamer> streamer;
-  // Pinned host staging for Extend's logits (D2H at full PCIe speed), up to kPinnedLogitsBytes.
-  float* pinned_logits = nullptr;
-  size_t pinned_logits_bytes = 0;
-  ~Impl() {
-    streamer.reset();
-    model.reset();
-    if (pinned_logits != nullptr) cudaFreeHost(pinned_logits);
-    if (stream != nullptr) cudaStreamDestroy(stream);
-  }
-};
-
-namespace {
-
-DType StorageDType(Precision p) { return p == Precision::kBF16 ? DType::kBF16 : DType::kF16; }
-
-template <typename U>
-Status UploadVector(const std::vector<U>& host, DeviceBuffer* dst, cudaStream_t stream) {
-  RETURN_IF_ERROR(dst->Reserve(std::max<size_t>(host.size() * sizeof(U), 256)));
-  // Pageable source: the call returns once `host` has been read, so it may be freed right after.
-  return CudaStatus(cudaMemcpyAsync(dst->get(), host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice, stream),
-                    "cudaMemcpyAsync H2D");
-}
-
-}  // namespace
 
 CudaRuntime::CudaRuntime() : impl_(std::make_unique<Impl>()) {}
 CudaRuntime::~CudaRuntime() = default;
@@ -206,15 +125,6 @@ Status CudaRuntime::CheckTokens(std::span<const int32_t> tokens) const {
                                      ", outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
     }
   }
-  return Status::OK();
-}
-
-static Status CheckLength(const ModelConfig& c, int64_t total) {
-  if (c.sliding_window && total > *c.sliding_window) {
-    return Status::NotSupported("sequence of " + std::to_string(total) + " tokens exceeds the model's sliding window of " +
-                                std::to_string(*c.sliding_window) + " tokens, which this runtime does not implement");
-  }
-  if (total > (int64_t{1} << 30)) return Status::NotSupported("sequence too long");
   return Status::OK();
 }
 
@@ -643,52 +553,6 @@ StatusOr<CudaPrefillResult> CudaRuntime::Prefill(std::span<const DeviceBlock* co
 StatusOr<CudaPrefillResult> CudaRuntime::PrefillFull(std::span<const int32_t> tokens, const PrefillOptions& options,
                                                      int64_t capacity) {
   return Prefill(std::span<const BlockKV* const>(), tokens, options, capacity);
-}
-
-StatusOr<CudaPrefillResult> CudaRuntime::PrefillStreamed(int64_t block_tokens, const LayerReader& read,
-                                                         std::span<const int32_t> final_tokens,
-                                                         const PrefillOptions& options, int64_t capacity,
-                                                         const StreamOptions* stream, StreamStats* stats) {
-  const ModelConfig& c = config();
-  RETURN_IF_ERROR(CheckTokens(final_tokens).WithContext("final block"));
-  if (block_tokens < 0) return Status::InvalidArgument("negative block token count");
-  const int64_t total = block_tokens + static_cast<int64_t>(final_tokens.size());
-  RETURN_IF_ERROR(CheckLength(c, total));
-  CudaPrefillResult result;
-  ASSIGN_OR_RETURN(result.cache, NewCache(std::max(total, capacity)));
-  if (stats != nullptr) *stats = StreamStats();
-  if (block_tokens == 0) {
-    ASSIGN_OR_RETURN(result.logits, ExtendImpl(*result.cache, final_tokens, options.all_logits));
-    return result;
-  }
-  if (impl_->streamer == nullptr) {
-    ASSIGN_OR_RETURN(impl_->streamer, LayerStreamer::Create());
-  }
-  LayerStreamer& streamer = *impl_->streamer;
-  DeviceKVCache::Impl& kc = *result.cache->impl_;
-  const size_t bytes = static_cast<size_t>(block_tokens) * c.kv_dim() * 2;
-  const StreamOptions so = stream != nullptr ? *stream
-                                             : StreamOptions{impl_->options.stream_slots, impl_->options.stream_readers};
-  RETURN_IF_ERROR(streamer.Start(c.num_layers, bytes, read, so.slots, so.readers));
-  kc.length = block_tokens;  // rows 0 .. block_tokens - 1 arrive layer by layer during the pass
-  const std::function<Status(int)> deliver = [&](int l) -> Status {
-    // Values land in the cache rows; keys in a staging slot, rotated into the cache rows on this stream.
-    ASSIGN_OR_RETURN(const void* k_stage, streamer.Deliver(l, kc.v[l].get(), impl_->stream));
-    RETURN_IF_ERROR(LaunchRopeKeys(k_stage, kc.k[l].get(), block_tokens, c.num_kv_heads, c.head_dim,
-                                   c.rope.rotary_dim, impl_->model->inv_freq(), 0, precision(), impl_->stream));
-    return streamer.Consumed(l, impl_->stream);
-  };
-  StatusOr<std::vector<float>> logits = ExtendImpl(*result.cache, final_tokens, options.all_logits, &deliver);
-  LayerStreamer::Stats st;
-  const Status finished = streamer.Finish(&st);
-  if (stats != nullptr) *stats = {st.read_ms, st.wait_ms, st.bytes};
-  if (!logits.ok()) {
-    cudaStreamSynchronize(impl_->stream);  // work enqueued before the error still reads the cache
-    return logits.status();
-  }
-  RETURN_IF_ERROR(finished);
-  result.logits = std::move(logits).value();
-  return result;
 }
 
 // ---- decoding ----

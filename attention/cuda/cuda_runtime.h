@@ -51,9 +51,25 @@ struct StreamOptions {
   int readers = 2;  // reader threads (1 .. slots - 1)
 };
 struct StreamStats {
-  double read_ms = 0;  // in the reader, summed over the reader threads
-  double wait_ms = 0;  // the forward pass waiting for a layer not yet read
-  size_t bytes = 0;    // copied to the device
+  double read_ms = 0;      // in the reader, summed over the reader threads
+  double wait_ms = 0;      // the forward pass waiting for a layer not yet read
+  size_t bytes = 0;        // copied to the device
+  double device_ms = 0;    // PrefillSegments: device time re-encoding the device blocks into the cache
+  size_t host_bytes = 0;   // PrefillSegments: of `bytes`, copied straight from pinned host memory
+};
+
+class DeviceBlock;
+
+// One block of a prompt for CudaRuntime::PrefillSegments, in prompt order, and where its pre-RoPE keys and
+// values come from: a device block (`device`), pinned host memory in the runtime's storage type (`host`:
+// layer l's keys at host + l * host_layer_stride, its values host_value_offset bytes after them), or neither:
+// the LayerReader, which writes the layers of all such blocks together, in prompt order.
+struct PromptSegment {
+  int64_t tokens = 0;
+  const DeviceBlock* device = nullptr;
+  const uint8_t* host = nullptr;
+  size_t host_layer_stride = 0;
+  size_t host_value_offset = 0;
 };
 
 class CudaRuntime;
@@ -135,6 +151,10 @@ class CudaRuntime {
       std::span<const std::vector<int32_t>> blocks);
   // Copies a host block to the device (rounded to the runtime's precision) and back (exact).
   StatusOr<std::unique_ptr<DeviceBlock>> UploadBlock(const BlockKV& block);
+  // A device block of `tokens` tokens whose layers `fill` writes on the host in the runtime's storage type
+  // (token-major keys, then values). Errors: fill's; ResourceExhausted when the device is out of memory.
+  using LayerFill = std::function<Status(int layer, void* k, void* v)>;
+  StatusOr<std::unique_ptr<DeviceBlock>> UploadBlockRaw(uint32_t tokens, const LayerFill& fill);
   StatusOr<BlockKV> DownloadBlock(const DeviceBlock& block);
 
   // Runtime::AppendBlock: rotates the block's keys to positions cache.length .. and appends them and its
@@ -163,6 +183,15 @@ class CudaRuntime {
   // `stream` null: CudaRuntimeOptions' stream_slots and stream_readers.
   using LayerReader = std::function<Status(int layer, void* k, void* v)>;
   StatusOr<CudaPrefillResult> PrefillStreamed(int64_t block_tokens, const LayerReader& read,
+                                              std::span<const int32_t> final_tokens,
+                                              const PrefillOptions& options = {}, int64_t capacity = 0,
+                                              const StreamOptions* stream = nullptr, StreamStats* stats = nullptr);
+  // The general form of both: each block from where it lives (PromptSegment). Device blocks are re-encoded
+  // into the cache with one launch before the pass; every other block arrives layer by layer during it (read
+  // ones through `read`, host ones copied straight from pinned memory), its keys staged and rotated to their
+  // rows just before that layer's attention. The result equals Prefill over the same blocks, bit for bit,
+  // whatever mix of sources. `read` may be empty when no segment needs it.
+  StatusOr<CudaPrefillResult> PrefillSegments(std::span<const PromptSegment> segments, const LayerReader& read,
                                               std::span<const int32_t> final_tokens,
                                               const PrefillOptions& options = {}, int64_t capacity = 0,
                                               const StreamOptions* stream = nullptr, StreamStats* stats = nullptr);

@@ -225,7 +225,9 @@ __global__ void RopeAppendKernel(const RopeAppendJob* __restrict__ jobs, int kv_
                 static_cast<T*>(job.k_dst) + base + static_cast<size_t>(t) * kvd, kv_heads, head_dim, half, c[t], s[t],
                 threadIdx.x % per_token, per_token);
   }
-  // Values: a plain copy of count * kvd elements (kvd * 2 bytes is a multiple of 16 for head_dim % 8 == 0).
+  // Values: a plain copy of count * kvd elements (kvd * 2 bytes is a multiple of 16 for head_dim % 8 == 0);
+  // none when the job has no value source (they were copied to their rows already).
+  if (job.v_src == nullptr) return;
   const T* vs = static_cast<const T*>(job.v_src) + base;
   T* vd = static_cast<T*>(job.v_dst) + base;
   if (head_dim % 8 == 0) {

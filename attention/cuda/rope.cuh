@@ -41,7 +41,8 @@ Status LaunchRopeKeys(const void* src, void* dst, int64_t tokens, int kv_heads, 
                       const float* inv_freq, int64_t first_position, Precision precision, cudaStream_t stream);
 
 // One block's keys and values to re-encode into a cache: rotate `tokens` pre-RoPE keys to positions
-// first_position .. and copy the values. Device pointers, (tokens, kv_heads, head_dim) T each.
+// first_position .. and copy the values (none if v_src is null: they are in place already). Device pointers,
+// (tokens, kv_heads, head_dim) T each.
 struct RopeAppendJob {
   const void* k_src;
   const void* v_src;

@@ -108,7 +108,7 @@ nlohmann::json EngineMetrics::ToJson() const {
     const TierCounters& t = tiers_[i];
     tiers[BlockSourceName(static_cast<BlockSource>(i))] = {
         {"blocks", t.blocks.load()},       {"bytes", t.bytes.load()},
-        {"admitted", t.admitted.load()},   {"rejected", t.rejected.load()},
+        {"admitted", t.admitted.load()},   {"rejected", t.rejected.load()}, {"failed", t.failed.load()},
         {"evictions", t.evictions.load()}, {"evicted_bytes", t.evicted_bytes.load()},
         {"resident_bytes", t.resident_bytes.load()}, {"budget_bytes", t.budget_bytes.load()}};
   }
@@ -145,6 +145,8 @@ std::string EngineMetrics::ToPrometheus() const {
       {"blockkv_tier_bytes_total", "Raw K and V bytes served from each source.", "counter", &TierCounters::bytes},
       {"blockkv_tier_admitted_total", "Blocks admitted to each tier.", "counter", &TierCounters::admitted},
       {"blockkv_tier_rejected_total", "Blocks refused by each tier's admission.", "counter", &TierCounters::rejected},
+      {"blockkv_tier_failed_total", "Blocks admitted but not kept: their memory or data could not be had.", "counter",
+       &TierCounters::failed},
       {"blockkv_tier_evictions_total", "Blocks evicted from each tier.", "counter", &TierCounters::evictions},
       {"blockkv_tier_evicted_bytes_total", "Bytes evicted from each tier.", "counter", &TierCounters::evicted_bytes},
       {"blockkv_tier_resident_bytes", "Bytes resident in each tier.", "gauge", &TierCounters::resident_bytes},

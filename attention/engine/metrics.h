@@ -49,6 +49,7 @@ class EngineMetrics {
     std::atomic<uint64_t> bytes{0};      // their raw K and V bytes moved
     std::atomic<uint64_t> admitted{0};   // blocks admitted to the tier (gpu, host)
     std::atomic<uint64_t> rejected{0};   // offered, refused by admission
+    std::atomic<uint64_t> failed{0};     // admitted, then not kept: no memory for it, or its data failed to read
     std::atomic<uint64_t> evictions{0};  // blocks evicted from the tier
     std::atomic<uint64_t> evicted_bytes{0};
     std::atomic<uint64_t> resident_bytes{0};  // gauge (gpu, host)
