@@ -81,7 +81,6 @@ StatusOr<std::vector<float>> CudaBackend::PrefillStreamed(BlockLayerSource& sour
                                                           std::span<const BlockPlacement> placement,
                                                           std::span<const int32_t> final_tokens,
                                                           const PrefillOptions& options, StreamTiming* timing) {
-  cache_.reset();
   const DType dtype = stream_dtype();
   const CudaRuntime::LayerReader read = [&source, dtype](int layer, void* k, void* v) {
     return source.ReadLayer(static_cast<uint32_t>(layer), dtype, k, v);
@@ -110,7 +109,7 @@ StatusOr<std::vector<float>> CudaBackend::PrefillStreamed(BlockLayerSource& sour
   ASSIGN_OR_RETURN(CudaPrefillResult r,
                    rt_->PrefillSegments(segments, read, final_tokens, options,
                                         tokens + static_cast<int64_t>(final_tokens.size()) + kDecodeReserve, nullptr,
-                                        &st));
+                                        &st, &cache_));
   if (timing != nullptr) *timing = {st.read_ms, st.wait_ms, st.device_ms, st.host_bytes};
   cache_ = std::move(r.cache);
   return std::move(r.logits);

@@ -3,7 +3,7 @@
 // Stored blocks stream in layer by layer (PrefillStreamed: read from the store as the runtime's storage type
 // into pinned memory by reader threads, copied on a second stream, keys rotated to their offsets just
 // before each layer's attention); Prefill over host BlockKV (fp32) uploads each block's layers, rounding
-// them to the runtime's precision, and gives the same result. The final block is prefilled on the device. The cache of the last prefill stays on the device for Decode; it is
+// them to the runtime's precision, and gives the same result. The final block is prefilled on the device. The cache of the last prefill stays on the device for Decode (a streamed prefill then takes over its memory: no per-request allocation); it is
 // allocated with room for kDecodeReserve more tokens (it grows, moving once, if decoding goes past that).
 #pragma once
 

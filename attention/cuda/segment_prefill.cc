@@ -79,7 +79,8 @@ StatusOr<CudaPrefillResult> CudaRuntime::PrefillStreamed(int64_t block_tokens, c
 StatusOr<CudaPrefillResult> CudaRuntime::PrefillSegments(std::span<const PromptSegment> segments,
                                                          const LayerReader& read, std::span<const int32_t> final_tokens,
                                                          const PrefillOptions& options, int64_t capacity,
-                                                         const StreamOptions* stream, StreamStats* stats) {
+                                                         const StreamOptions* stream, StreamStats* stats,
+                                                         std::unique_ptr<DeviceKVCache>* reuse) {
   const ModelConfig& c = config();
   RETURN_IF_ERROR(CheckTokens(final_tokens).WithContext("final block"));
   const size_t kvd = c.kv_dim(), row_bytes = kvd * 2;
@@ -105,7 +106,13 @@ StatusOr<CudaPrefillResult> CudaRuntime::PrefillSegments(std::span<const PromptS
   const int64_t total = block_tokens + static_cast<int64_t>(final_tokens.size());
   RETURN_IF_ERROR(CheckLength(c, total));
   CudaPrefillResult result;
-  ASSIGN_OR_RETURN(result.cache, NewCache(std::max(total, capacity)));
+  if (reuse != nullptr && *reuse != nullptr) {
+    result.cache = std::move(*reuse);
+    result.cache->impl_->length = 0;
+    RETURN_IF_ERROR(Reserve(*result.cache, std::max(total, capacity)));
+  } else {
+    ASSIGN_OR_RETURN(result.cache, NewCache(std::max(total, capacity)));
+  }
   DeviceKVCache::Impl& kc = *result.cache->impl_;
   if (stats != nullptr) *stats = StreamStats();
 
