@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
@@ -128,6 +129,20 @@ BOOST_AUTO_TEST_CASE(device_cuda_errors_are_one_line) {
   BOOST_TEST((o.find("--device cuda") != std::string::npos || o.find("head_dim") != std::string::npos), o);
   BOOST_TEST(Run("run --device tpu" + args, &o) == 2);  // a usage error
   BOOST_TEST(o.find("--device") != std::string::npos, o);
+  // The GPU tier exists only on cuda: asked for on the CPU it is a usage error, not silently ignored.
+  BOOST_TEST(Run("run --gpu-tier 1G" + args, &o) == 2);
+  BOOST_TEST(o.find("--gpu-tier needs --device cuda") != std::string::npos, o);
+  BOOST_TEST(Run("run --gpu-tier lots" + args, &o) == 2);
+  // A host tier on the CPU serves the second prompt of a file from host memory.
+  std::ofstream(dir.str("two.jsonl")) << R"({"blocks": [[1, 2], [3]]})" << "\n" << R"({"blocks": [[1, 2], [4]]})" << "\n";
+  BOOST_REQUIRE_MESSAGE(Run("run --json --max-new-tokens 0 --host-tier 1M --model " + dir.str("m") + " --store " +
+                                dir.str("s") + " --prompt " + dir.str("two.jsonl"), &o) == 0, o);
+  std::istringstream lines(o);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  BOOST_TEST(nlohmann::json::parse(first)["blocks"][0]["source"].get<std::string>() != "host");
+  BOOST_TEST(nlohmann::json::parse(second)["blocks"][0]["source"].get<std::string>() == "host");
 }
 
 BOOST_AUTO_TEST_CASE(demo_checks_itself) {
