@@ -110,6 +110,10 @@ struct EngineTiming {
   double stream_wait_ms = 0;  // streamed: the prefill waiting for layers not yet read
 };
 
+// The timings as a JSON object, one field per member (the CLI's --json, the server's and the Python
+// module's results).
+nlohmann::json TimingToJson(const EngineTiming& t);
+
 struct EngineResult {
   std::vector<int32_t> tokens;  // generated
   std::vector<float> logits;    // last position (vocab) or every final-block position (n × vocab)

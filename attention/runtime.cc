@@ -163,6 +163,7 @@ StatusOr<std::vector<int32_t>> Runtime::Decode(KVCache& cache, std::span<const f
         options.stop_token_ids.end()) {
       break;
     }
+    if (options.stop_requested && options.stop_requested()) break;
     if (step + 1 == options.max_new_tokens) break;
     const int32_t one[1] = {token};
     ASSIGN_OR_RETURN(logits, Extend(cache, one));

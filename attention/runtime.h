@@ -57,6 +57,9 @@ struct DecodeOptions {
   // Called with each token as soon as it is picked (on the decoding thread), e.g. to stream text out.
   // Default: none.
   std::function<void(int32_t)> on_token;
+  // Asked after each token (after on_token): true ends generation there, the token kept. For stop strings
+  // found in the decoded text, and for a client that went away. Default: none.
+  std::function<bool()> stop_requested;
 };
 
 class Runtime {

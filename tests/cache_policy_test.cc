@@ -183,11 +183,21 @@ BOOST_AUTO_TEST_CASE(erase_removes_an_unpinned_key) {
 // up.
 BOOST_AUTO_TEST_CASE(random_operations_keep_budget_pins_and_stats) {
   constexpr uint64_t kCapacity = 1000;
-  for (CachePolicyKind kind : kAllKinds) {
+  struct Config {
+    CachePolicyKind kind;
+    bool adaptive;
+  };
+  for (const Config& config : {Config{CachePolicyKind::kLru, true},
+                               Config{CachePolicyKind::kTinyLfu, true},
+                               Config{CachePolicyKind::kTinyLfu, false},
+                               Config{CachePolicyKind::kTwoQ, true}}) {
+    const CachePolicyKind kind = config.kind;
     for (uint64_t seed = 1; seed <= 3; ++seed) {
-      BOOST_TEST_CONTEXT("policy " << CachePolicyKindName(kind) << " seed " << seed) {
+      BOOST_TEST_CONTEXT("policy " << CachePolicyKindName(kind) << " adaptive " << config.adaptive
+                                   << " seed " << seed) {
         CachePolicyOptions o = Options(kind, kCapacity);
         o.window_fraction = 0.1;  // a window that holds a block or two
+        o.adaptive = config.adaptive;
         CachePolicy p(o);
         SplitMix64 rng(seed);
         std::map<uint64_t, uint64_t> resident;  // key -> bytes
@@ -271,6 +281,7 @@ BOOST_AUTO_TEST_CASE(random_operations_keep_budget_pins_and_stats) {
         } else {
           BOOST_TEST(st.filtered == 0u);
         }
+        if (kind != CachePolicyKind::kTinyLfu || !config.adaptive) BOOST_TEST(st.sketch_resets == 0u);
       }
     }
   }
@@ -365,6 +376,7 @@ BOOST_AUTO_TEST_CASE(two_q_promotes_a_returning_block) {
 
 BOOST_AUTO_TEST_CASE(options_are_validated_and_named) {
   BOOST_TEST(ValidateCachePolicyOptions(CachePolicyOptions{}).ok());
+  BOOST_TEST(CachePolicyOptions{}.adaptive);
   CachePolicyOptions o;
   o.window_fraction = 1.5;
   const Status s = ValidateCachePolicyOptions(o);
@@ -450,18 +462,25 @@ BOOST_AUTO_TEST_CASE(trace_is_deterministic_and_shaped_as_asked) {
 
 // The simulation behind the default (docs/cache_policy.md): Zipf popularity over a corpus 10x the
 // budget, one-off passages mixed in, RAG requests of 5 passages, each passage 100-500 tokens x 128
-// KiB. The default policy must do at least as well as LRU, in blocks and in bytes, on every trace.
+// KiB. The default policy must do at least as well as LRU, in blocks and in bytes, on every trace:
+// the nine Zipf traces, the scan trace, and two traces whose whole hot set moves every 1000 and
+// every 2000 requests with no one-off stream. On those two the plain W-TinyLFU trails LRU at this
+// scale (0.567 and 0.603 against 0.611 and 0.619 block hit rate): they fail without the adaptive
+// sketch reset, which must fire there and nowhere else.
 BOOST_AUTO_TEST_CASE(default_policy_beats_lru_on_zipf_traces) {
   const CachePolicyKind chosen = CachePolicyOptions{}.kind;
   BOOST_TEST(std::string(CachePolicyKindName(chosen)) == "tinylfu");
   struct Case {
     double s, one_off;
     bool scan;
+    uint64_t shift_period;
   };
   std::vector<Case> cases;
   for (double s : {0.8, 1.0, 1.2})
-    for (double f : {0.0, 0.3, 0.6}) cases.push_back({s, f, false});
-  cases.push_back({1.0, 0.3, true});
+    for (double f : {0.0, 0.3, 0.6}) cases.push_back({s, f, false, 0});
+  cases.push_back({1.0, 0.3, true, 0});
+  cases.push_back({1.0, 0.0, false, 1000});
+  cases.push_back({1.0, 0.0, false, 2000});
   BOOST_TEST_MESSAGE(
       "corpus 4000 passages, budget 10% of its bytes, 20000 requests x 5 passages, "
       "first 2000 requests warm-up; block hit rate / byte hit rate");
@@ -476,12 +495,18 @@ BOOST_AUTO_TEST_CASE(default_policy_beats_lru_on_zipf_traces) {
       t.scan_period = 1000;
       t.scan_length = 200;
     }
+    t.shift_period = c.shift_period;
     const Trace trace = MakeTrace(t).value();
     std::map<CachePolicyKind, ReplayResult> results;
     std::string line;
     char buf[128];
-    std::snprintf(buf, sizeof buf, "zipf %.1f one-off %.1f%s:", c.s, c.one_off,
-                  c.scan ? " scans" : "      ");
+    if (c.shift_period > 0) {
+      std::snprintf(buf, sizeof buf, "zipf %.1f one-off %.1f moves every %llu:", c.s, c.one_off,
+                    static_cast<unsigned long long>(c.shift_period));
+    } else {
+      std::snprintf(buf, sizeof buf, "zipf %.1f one-off %.1f%s:", c.s, c.one_off,
+                    c.scan ? " scans" : "      ");
+    }
     line = buf;
     for (CachePolicyKind kind : kAllKinds) {
       CachePolicyOptions o;
@@ -498,6 +523,12 @@ BOOST_AUTO_TEST_CASE(default_policy_beats_lru_on_zipf_traces) {
     BOOST_TEST(best.block_hit_rate() >= lru.block_hit_rate(), line);
     BOOST_TEST(best.byte_hit_rate() >= lru.byte_hit_rate(), line);
     BOOST_TEST(best.requests == 18000u);
+    // Where frequency beats recency the history is never forgotten: the wins there are W-TinyLFU's.
+    if (c.shift_period > 0) {
+      BOOST_TEST(best.stats.sketch_resets > 0u, line);
+    } else {
+      BOOST_TEST(best.stats.sketch_resets == 0u, line);
+    }
   }
 }
 

@@ -18,6 +18,7 @@ void RegisterBenchCacheCommand(CLI::App& app) {
     double capacity_fraction = 0.1;
     double warmup_fraction = 0.1;
     double window_fraction = CachePolicyOptions{}.window_fraction;
+    bool adaptive = CachePolicyOptions{}.adaptive;
     std::string policies = "lru,tinylfu,2q";
     std::string json_file;
   };
@@ -73,6 +74,8 @@ void RegisterBenchCacheCommand(CLI::App& app) {
                   "tinylfu: share of the budget for the admission window")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  sub->add_flag("--no-adaptive", [o](int64_t) { o->adaptive = false; },
+                "tinylfu: plain W-TinyLFU, without the shadows that detect popularity shifts");
   sub->add_option("--policies", o->policies, "Policies to run, comma-separated (lru, tinylfu, 2q)")
       ->capture_default_str();
   sub->add_option("--seed", o->trace.seed, "Seed of the trace")->capture_default_str();
@@ -109,8 +112,8 @@ void RegisterBenchCacheCommand(CLI::App& app) {
         "\nbudget %s (%.3g of the corpus), hits counted after %zu warm-up requests, seed %llu\n",
         FormatBytes(capacity).c_str(), o->capacity_fraction, warmup,
         static_cast<unsigned long long>(t.seed));
-    std::printf("%-8s %9s %9s %9s %10s %10s %10s %10s %7s\n", "policy", "block hit", "byte hit",
-                "full req", "admitted", "rejected", "evictions", "filtered", "ns/acc");
+    std::printf("%-8s %9s %9s %9s %10s %10s %10s %10s %6s %7s\n", "policy", "block hit", "byte hit",
+                "full req", "admitted", "rejected", "evictions", "filtered", "resets", "ns/acc");
 
     nlohmann::json rows = nlohmann::json::array();
     for (CachePolicyKind kind : kinds) {
@@ -118,6 +121,7 @@ void RegisterBenchCacheCommand(CLI::App& app) {
       po.kind = kind;
       po.capacity_bytes = capacity;
       po.window_fraction = o->window_fraction;
+      po.adaptive = o->adaptive;
       Check(ValidateCachePolicyOptions(po));
       const auto t0 = std::chrono::steady_clock::now();
       const ReplayResult r = ReplayTrace(trace, po, warmup);
@@ -125,12 +129,13 @@ void RegisterBenchCacheCommand(CLI::App& app) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double ns =
           trace.accesses.empty() ? 0.0 : seconds * 1e9 / static_cast<double>(trace.accesses.size());
-      std::printf("%-8s %9.4f %9.4f %9.4f %10llu %10llu %10llu %10llu %7.0f\n",
+      std::printf("%-8s %9.4f %9.4f %9.4f %10llu %10llu %10llu %10llu %6llu %7.0f\n",
                   CachePolicyKindName(kind), r.block_hit_rate(), r.byte_hit_rate(),
                   r.full_hit_rate(), static_cast<unsigned long long>(r.stats.admitted),
                   static_cast<unsigned long long>(r.stats.rejected),
                   static_cast<unsigned long long>(r.stats.evictions),
-                  static_cast<unsigned long long>(r.stats.filtered), ns);
+                  static_cast<unsigned long long>(r.stats.filtered),
+                  static_cast<unsigned long long>(r.stats.sketch_resets), ns);
       rows.push_back({{"policy", CachePolicyKindName(kind)},
                       {"block_hit_rate", r.block_hit_rate()},
                       {"byte_hit_rate", r.byte_hit_rate()},
@@ -140,6 +145,7 @@ void RegisterBenchCacheCommand(CLI::App& app) {
                       {"evictions", r.stats.evictions},
                       {"evicted_bytes", r.stats.evicted_bytes},
                       {"filtered", r.stats.filtered},
+                      {"sketch_resets", r.stats.sketch_resets},
                       {"ns_per_access", ns}});
     }
     if (!o->json_file.empty()) {
@@ -158,6 +164,7 @@ void RegisterBenchCacheCommand(CLI::App& app) {
                                 {"shift_period", t.shift_period},
                                 {"warmup_requests", warmup},
                                 {"window_fraction", o->window_fraction},
+                                {"adaptive", o->adaptive},
                                 {"seed", t.seed},
                                 {"policies", rows}};
       std::ofstream f(o->json_file);

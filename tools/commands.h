@@ -16,6 +16,8 @@ void RegisterTokenizeCommand(CLI::App& app);  // tokenize (tools/cmd_tokenize.cc
 void RegisterBenchTokenizerCommand(CLI::App& app);  // bench-tokenizer (tools/cmd_bench_tokenizer.cc)
 void RegisterBenchCacheCommand(CLI::App& app);     // bench-cache (tools/cmd_bench_cache.cc)
 void RegisterBenchWorkloadCommand(CLI::App& app);  // bench-workload (tools/cmd_bench_workload.cc)
+void RegisterServeCommand(CLI::App& app);     // serve (tools/cmd_serve.cc)
+void RegisterBenchHttpCommand(CLI::App& app); // bench-http (tools/cmd_bench_http.cc)
 void RegisterBenchCommand(CLI::App& app);      // bench (GPU end-to-end benchmark; tools/cmd_bench.cc)
 
 }  // namespace blockkv::cli

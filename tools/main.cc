@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   blockkv::cli::RegisterBenchCacheCommand(app);
   blockkv::cli::RegisterBenchWorkloadCommand(app);
   blockkv::cli::RegisterBenchCommand(app);
+  blockkv::cli::RegisterServeCommand(app);
+  blockkv::cli::RegisterBenchHttpCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

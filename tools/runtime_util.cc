@@ -74,15 +74,7 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
   return s;
 }
 
-nlohmann::json TimingJson(const EngineTiming& t) {
-  return {{"lookup_ms", t.lookup_ms}, {"load_ms", t.load_ms},       {"encode_ms", t.encode_ms},
-          {"prefill_ms", t.prefill_ms}, {"ttft_ms", t.ttft_ms},     {"decode_ms", t.decode_ms},
-          {"store_ms", t.store_ms},   {"hits", t.hits},             {"misses", t.misses},
-          {"host_ms", t.host_ms}, {"host_hits", t.host_hits}, {"gpu_ms", t.gpu_ms}, {"gpu_hits", t.gpu_hits},
-          {"admit_ms", t.admit_ms},
-          {"bytes_loaded", t.bytes_loaded}, {"prompt_tokens", t.prompt_tokens},
-          {"generated_tokens", t.generated_tokens}, {"streamed", t.streamed}, {"stream_wait_ms", t.stream_wait_ms}};
-}
+nlohmann::json TimingJson(const EngineTiming& t) { return TimingToJson(t); }
 
 void WriteOut(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);

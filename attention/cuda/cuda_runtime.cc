@@ -630,7 +630,8 @@ StatusOr<std::vector<int32_t>> CudaRuntime::Decode(DeviceKVCache& cache, std::sp
   const bool greedy = so.temperature <= 0.0f || so.top_k == 1;
   std::vector<int32_t> out;
   auto stop = [&](int32_t t) {
-    return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end();
+    return std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), t) != options.stop_token_ids.end() ||
+           (options.stop_requested && options.stop_requested());
   };
   if (options.max_new_tokens <= 0) return out;
   int32_t token = 0;

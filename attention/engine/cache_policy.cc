@@ -135,6 +135,8 @@ class FrequencySketch {
   static constexpr uint64_t kMinEntries = 256;
 
   uint64_t entries() const { return entries_; }
+  // How many times the sketch has aged (or been reset) so far.
+  uint64_t ages() const { return ages_; }
 
   // Sizes the sketch for `entries` distinct keys (rounded up to a power of two, at least
   // kMinEntries) and forgets all history.
@@ -162,6 +164,15 @@ class FrequencySketch {
     table_mask_ = entries_ - 1;
     door_mask_ = 128 * entries_ - 1;
     sample_size_ = 10 * entries_;
+  }
+
+  // Forgets every count and the doorkeeper, keeping the size; the next aging comes after a full
+  // period (10 accesses per entry), as after Resize.
+  void Reset() {
+    std::fill(table_.begin(), table_.end(), 0);
+    std::fill(door_.begin(), door_.end(), 0);
+    additions_ = 0;
+    ++ages_;
   }
 
   void Increment(uint64_t hash) {
@@ -215,6 +226,7 @@ class FrequencySketch {
     for (uint64_t& w : table_) w = (w >> 1) & 0x7777777777777777ull;
     std::fill(door_.begin(), door_.end(), 0);
     additions_ /= 2;
+    ++ages_;
   }
 
   std::vector<uint64_t> table_;
@@ -224,6 +236,49 @@ class FrequencySketch {
   uint64_t entries_ = 0;
   uint64_t sample_size_ = 0;
   uint64_t additions_ = 0;
+  uint64_t ages_ = 0;
+};
+
+// Decides when adaptive W-TinyLFU should forget its frequency history. Fed, for every access, whether
+// it hit in the cache, in a shadow LRU and in a shadow plain W-TinyLFU of the same budget.
+//
+// The test (a one-sided CUSUM, Page 1954): lag = max(0, lag + lru_hit - hit - kDrift) grows while
+// the LRU shadow hits what the cache misses, by more than kDrift per access on average; it fires at
+// kThreshold. Two conditions guard it, both measured, not assumed:
+//  - memory gain: an exponential average (time constant 20 sample periods) of plain_hit - lru_hit
+//    must be negative: frequency history has not been paying off lately. It is positive wherever
+//    W-TinyLFU is the better policy (stationary popularity, one-off streams, scans, and popularity
+//    that comes back within the sketch's memory), so there the cache never forgets.
+//  - armed: after a reset the cache must first catch up with the LRU shadow (an exponential average,
+//    time constant a quarter of a sample period, of hit - lru_hit back at 0 or above), so that the
+//    lag of its own re-warming does not trigger another reset.
+// A sample period is as many accesses as the sketch has entries (about the resident blocks).
+// kDrift and kThreshold were chosen by the simulation in docs/cache_policy.md: detection comes a few
+// hundred accesses after a shift on its traces, and never fires on the traces without shifts.
+class ShiftDetector {
+ public:
+  static constexpr double kDrift = 0.02;
+  static constexpr double kThreshold = 10.0;
+
+  // Returns true when the cache should reset its sketch. `period`: the sample period in accesses.
+  bool Observe(bool hit, bool lru_hit, bool plain_hit, uint64_t period) {
+    const double p = static_cast<double>(period);
+    const double h = hit ? 1.0 : 0.0, l = lru_hit ? 1.0 : 0.0, t = plain_hit ? 1.0 : 0.0;
+    catch_up_ += (h - l - catch_up_) * (4.0 / p);
+    memory_gain_ += (t - l - memory_gain_) / (20.0 * p);
+    if (!armed_ && catch_up_ >= 0.0) armed_ = true;
+    lag_ = std::max(0.0, lag_ + l - h - kDrift);
+    if (lag_ <= kThreshold || !armed_ || memory_gain_ >= 0.0) return false;
+    lag_ = 0.0;
+    armed_ = false;
+    return true;
+  }
+
+ private:
+  double lag_ = 0.0;
+  double catch_up_ = 0.0;
+  double memory_gain_ = 0.0;
+  bool armed_ = true;
 };
 
 }  // namespace
@@ -241,12 +296,21 @@ class CachePolicy::Impl {
     in_max_ = Share(options_.two_q_in_fraction, 1.0, capacity_);
     ghost_max_ = Share(options_.two_q_out_fraction, 10.0, capacity_);
     if (o.kind == CachePolicyKind::kTinyLfu) sketch_.Resize(o.sketch_entries);
+    if (o.kind == CachePolicyKind::kTinyLfu && o.adaptive) {
+      CachePolicyOptions lru = options_;
+      lru.kind = CachePolicyKind::kLru;
+      CachePolicyOptions plain = options_;
+      plain.adaptive = false;
+      lru_shadow_ = std::make_unique<Impl>(lru);
+      plain_shadow_ = std::make_unique<Impl>(plain);
+    }
   }
 
   bool Touch(const CacheKey& key) {
     auto it = map_.find(key);
     if (options_.kind == CachePolicyKind::kTinyLfu)
       sketch_.Increment(it != map_.end() ? it->second.hash : HashCacheKey(key));
+    if (lru_shadow_ != nullptr) ObserveInShadows(key, it != map_.end() ? &it->second : nullptr);
     if (it == map_.end()) {
       ++stats_.misses;
       return false;
@@ -276,6 +340,10 @@ class CachePolicy::Impl {
   bool Admit(const CacheKey& key, uint64_t bytes, std::vector<CacheKey>* evicted) {
     if (evicted != nullptr) evicted->clear();
     if (map_.count(key) != 0) return true;
+    if (lru_shadow_ != nullptr) {  // the shadows keep what they would have kept, pins or not
+      lru_shadow_->Admit(key, bytes, nullptr);
+      plain_shadow_->Admit(key, bytes, nullptr);
+    }
     // Everything unpinned can be displaced, so this is the whole test of whether the block can fit.
     if (bytes > capacity_ - pinned_) {
       ++stats_.rejected;
@@ -337,6 +405,10 @@ class CachePolicy::Impl {
 
   bool Erase(const CacheKey& key) {
     if (options_.kind == CachePolicyKind::kTwoQ) EraseGhost(key);
+    if (lru_shadow_ != nullptr) {
+      lru_shadow_->Erase(key);
+      plain_shadow_->Erase(key);
+    }
     auto it = map_.find(key);
     if (it == map_.end() || it->second.pins != 0) return false;
     Entry* e = &it->second;
@@ -465,29 +537,67 @@ class CachePolicy::Impl {
     if (v != nullptr && !v->pending) return v;
     return lists_[kProtected].front();
   }
-  Entry* NextVictim(const Entry* v) const {
-    if (v->segment == kProtected) return lists_[kProtected].Next(v);
-    Entry* n = lists_[kProbation].Next(v);
-    if (n != nullptr && !n->pending) return n;
-    return lists_[kProtected].front();
-  }
 
   // Size-aware TinyLFU admission: candidate c (resident, over budget by `need` bytes) wins if main
   // can free `need` bytes from blocks that are all estimated less frequent than c; those blocks are
   // then displaced. Looks at no more blocks than it would displace.
+  //
+  // The victims come from two cursors, probation's oldest (up to the pending candidates) and
+  // protected's oldest; probation's go first (as FirstVictim orders them), except while
+  // recovering from a detected shift: then protected's oldest goes first when it has not been seen
+  // since the sketch was reset (estimate 0) and probation's has. Protected shields the old hot set
+  // from eviction as long as probation holds anything; after a shift that would keep it for as long
+  // as the new blocks take to fill probation.
   bool WinsAdmission(Entry* c) {
     const uint64_t need = used_ - capacity_;
     const uint64_t available =
         lists_[kProbation].bytes() - pending_bytes_ + lists_[kProtected].bytes();
     if (available < need) return false;
     const int frequency = sketch_.Estimate(c->hash);
+    const bool recovering = sketch_.ages() < recovery_end_ages_;
+    victims_.clear();
     uint64_t freed = 0;
-    for (const Entry* v = FirstVictim(); freed < need; v = NextVictim(v)) {
+    Entry* p = NotPending(lists_[kProbation].front());
+    Entry* q = lists_[kProtected].front();
+    while (freed < need) {
+      const bool protected_first =
+          p == nullptr || (recovering && q != nullptr && sketch_.Estimate(q->hash) == 0 &&
+                           sketch_.Estimate(p->hash) > 0);
+      Entry* v = protected_first ? q : p;
+      assert(v != nullptr);  // the cursors cover `available` bytes, at least `need`
       if (sketch_.Estimate(v->hash) >= frequency) return false;
       freed += v->bytes;
+      victims_.push_back(v);
+      if (v == p) {
+        p = NotPending(lists_[kProbation].Next(p));
+      } else {
+        q = lists_[kProtected].Next(q);
+      }
     }
-    while (used_ > capacity_) Evict(FirstVictim());
+    for (Entry* v : victims_) Evict(v);
     return true;
+  }
+
+  static Entry* NotPending(Entry* e) { return e != nullptr && !e->pending ? e : nullptr; }
+
+  // ---- adaptive kTinyLfu ----
+
+  // Replays an access against both shadows (`resident`: the cache's entry, null on a miss). A
+  // shadow that misses a block the cache holds takes it now, at the cache's size for it; one that
+  // misses a block the cache misses too takes it when the block is offered (Admit). Resets the
+  // sketch when the shift detector fires.
+  void ObserveInShadows(const CacheKey& key, const Entry* resident) {
+    const bool lru_hit = lru_shadow_->Touch(key);
+    const bool plain_hit = plain_shadow_->Touch(key);
+    if (resident != nullptr) {
+      if (!lru_hit) lru_shadow_->Admit(key, resident->bytes, nullptr);
+      if (!plain_hit) plain_shadow_->Admit(key, resident->bytes, nullptr);
+    }
+    if (shift_detector_.Observe(resident != nullptr, lru_hit, plain_hit, sketch_.entries())) {
+      sketch_.Reset();
+      recovery_end_ages_ = sketch_.ages() + 1;  // recovering until the sketch next ages
+      ++stats_.sketch_resets;
+    }
   }
 
   void DemoteProtectedOverflow() {
@@ -551,6 +661,14 @@ class CachePolicy::Impl {
   uint64_t pending_bytes_ = 0;  // kTinyLfu: bytes of the pending candidates
 
   FrequencySketch sketch_;                                      // kTinyLfu
+  std::vector<Entry*> victims_;  // kTinyLfu: the blocks WinsAdmission would displace
+
+  // Adaptive kTinyLfu (null otherwise): the shadows, a plain LRU and a plain W-TinyLFU of the same
+  // budget, fed every access and offer; they hold keys and sizes only.
+  std::unique_ptr<Impl> lru_shadow_;
+  std::unique_ptr<Impl> plain_shadow_;
+  ShiftDetector shift_detector_;
+  uint64_t recovery_end_ages_ = 0;  // recovering from a detected shift while sketch_.ages() is below
   std::unordered_map<CacheKey, Entry, CacheKeyHasher> ghosts_;  // kTwoQ: A1out, keys and sizes only
   EntryList ghost_list_;
 

@@ -18,6 +18,14 @@
 //    dropped. Frequencies come from a count-min sketch (4-bit counters) behind a doorkeeper Bloom
 //    filter, both halved/cleared periodically (aging), so one-off passages cannot flush the
 //    popular ones. The default, chosen by the simulation in docs/cache_policy.md.
+//    Adaptive (CachePolicyOptions::adaptive, the default): W-TinyLFU keeps stale popularity when
+//    the hot set moves abruptly, so the policy also replays every access against two key-only
+//    shadow caches of the same budget, a plain LRU and a plain W-TinyLFU. When the cache falls
+//    behind the LRU shadow (a CUSUM test) while long frequency history has not been paying off
+//    (the plain W-TinyLFU shadow trails the LRU shadow on average), the popularity is taken to have
+//    moved: the frequency sketch is reset, and until it first ages again, protected blocks not seen
+//    since the reset are displaced before probation blocks that were. Recurring popularity, one-off
+//    streams and scans keep the history (there frequency beats recency, so the test never fires).
 //  - kTwoQ: the full 2Q of Johnson and Shasha: a FIFO for first-time blocks (A1in), an LRU for
 //    blocks seen again (Am) and a ghost list of keys recently dropped from A1in (A1out); a block
 //    whose key is a ghost goes straight to Am.
@@ -29,8 +37,11 @@
 // Invariants after every call: used_bytes() <= capacity_bytes; no pinned key was displaced.
 //
 // Cost: O(1) per Touch/Pin/Unpin/Erase and O(1 + blocks displaced) per Admit (expected: a hash map;
-// amortized: the sketch's aging touches its whole table once per 5 accesses per entry it is sized
-// for). No call scans the resident set. About 100 bytes per resident block.
+// amortized: the sketch's aging, or its reset on a detected shift, touches its whole table at most
+// once per 5 accesses per entry it is sized for). No call scans the resident set. About 100 bytes
+// per resident block; adaptive kTinyLfu adds its two shadows, about 100 bytes per block each that
+// they remember (keys and sizes, never blocks) plus the shadow's sketch, and about three times the
+// time per call (each access is replayed against both shadows).
 //
 // Sizes the policy cares about are the caller's: bytes may be raw or stored bytes, as long as the
 // budget is in the same unit.
@@ -91,8 +102,8 @@ std::optional<CachePolicyKind> ParseCachePolicyKind(std::string_view name);
 
 struct CachePolicyOptions {
   // The policy. Default: kTinyLfu (the simulation in docs/cache_policy.md: at least LRU's block and
-  // byte hit rate on every Zipf trace measured, and far above it once one-off passages flow
-  // through).
+  // byte hit rate on every trace of the documented grid, abrupt popularity shifts included, and far
+  // above it once one-off passages flow through).
   CachePolicyKind kind = CachePolicyKind::kTinyLfu;
 
   // The budget: resident blocks never add up to more bytes than this. Default: 0 (admits nothing).
@@ -112,6 +123,12 @@ struct CachePolicyOptions {
   // this many accesses, then every 5x). 0: 256 at first, doubled (keeping the history) whenever
   // more blocks are resident than it is sized for. Default: 0.
   uint64_t sketch_entries = 0;
+
+  // kTinyLfu: detect abrupt popularity shifts against an LRU shadow and a plain W-TinyLFU shadow of
+  // the same budget, and reset the frequency sketch when one is detected (see the header comment
+  // and docs/cache_policy.md). false: plain W-TinyLFU, as the shadow is. Default: true (at least
+  // LRU's hit rate on every trace of the documented grid, shifts included).
+  bool adaptive = true;
 
   // kTwoQ: share of the budget for A1in (first-time blocks), in [0, 1]. Default: 0.25 (the paper's
   // Kin).
@@ -159,7 +176,7 @@ class CachePolicy {
 
   // Removes a resident, unpinned key (its block was deleted or the tier gave its memory back); the
   // caller frees the block. Returns false, and changes nothing, if the key is not resident or is
-  // pinned. (kTwoQ also forgets a ghost of the key.)
+  // pinned. (kTwoQ also forgets a ghost of the key; adaptive kTinyLfu, the key in its shadows.)
   bool Erase(const CacheKey& key);
 
   bool Contains(const CacheKey& key) const;
@@ -180,6 +197,8 @@ class CachePolicy {
     // kTinyLfu: candidates dropped for losing the frequency comparison: the offered key (then also
     // counted in rejected) or a block leaving the admission window (then also in evictions).
     uint64_t filtered = 0;
+    // Adaptive kTinyLfu: popularity shifts detected, each followed by a reset of the sketch.
+    uint64_t sketch_resets = 0;
   };
   // At any time: size() == admitted - evictions - erased.
   Stats stats() const;
