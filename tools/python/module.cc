@@ -1,12 +1,13 @@
-// The extension module `blockkv._blockkv`: the error translator, the version, make_model; the engine and the
-// store are bound in module_engine.cc and module_store.cc.
+// The extension module `blockkv._blockkv`: the error translator, the version, make_model; the
+// engine and the store are bound in module_engine.cc and module_store.cc.
+#include "tools/python/module.h"
+
 #include <optional>
 #include <string>
 
 #include "attention/synthetic_model.h"
 #include "db/dtype.h"
 #include "db/version.h"
-#include "tools/python/module.h"
 
 namespace blockkv::python {
 
@@ -32,7 +33,8 @@ py::object JsonToPython(const nlohmann::json& j) {
     }
     case nlohmann::json::value_t::object: {
       py::dict d;
-      for (auto it = j.begin(); it != j.end(); ++it) d[py::str(it.key())] = JsonToPython(it.value());
+      for (auto it = j.begin(); it != j.end(); ++it)
+        d[py::str(it.key())] = JsonToPython(it.value());
       return d;
     }
     case nlohmann::json::value_t::binary:
@@ -43,13 +45,15 @@ py::object JsonToPython(const nlohmann::json& j) {
 
 namespace {
 
-// Code name ("NotFound", ...) -> Python exception class, registered by the package at import. A strong
-// reference kept for the life of the process (never released: the translator may run until finalization).
+// Code name ("NotFound", ...) -> Python exception class, registered by the package at import. A
+// strong reference kept for the life of the process (never released: the translator may run until
+// finalization).
 PyObject* g_error_classes = nullptr;
 
 void RaiseStatus(const Status& s) {
   const char* code = CodeName(s.code());
-  PyObject* cls = g_error_classes != nullptr ? PyDict_GetItemString(g_error_classes, code) : nullptr;
+  PyObject* cls =
+      g_error_classes != nullptr ? PyDict_GetItemString(g_error_classes, code) : nullptr;
   if (cls == nullptr) {
     PyErr_SetString(PyExc_RuntimeError, s.ToString().c_str());
     return;
@@ -66,16 +70,20 @@ void RegisterErrors(py::dict classes) {
   Py_INCREF(g_error_classes);
 }
 
-std::string MakeModel(const std::string& dir, const std::string& preset, uint64_t seed, const std::string& arch,
-                      const std::string& dtype, std::optional<int> layers, std::optional<int> heads,
-                      std::optional<int> kv_heads, std::optional<int> head_dim) {
+std::string MakeModel(const std::string& dir, const std::string& preset, uint64_t seed,
+                      const std::string& arch, const std::string& dtype, std::optional<int> layers,
+                      std::optional<int> heads, std::optional<int> kv_heads,
+                      std::optional<int> head_dim) {
   SyntheticModelSpec spec = ValueOrThrow(SyntheticPreset(preset, arch));
   spec.seed = seed;
   const std::optional<DType> dt = ParseDType(dtype);
-  if (!dt) throw StatusError(Status::InvalidArgument("dtype must be bf16, f16 or f32, got '" + dtype + "'"));
+  if (!dt)
+    throw StatusError(
+        Status::InvalidArgument("dtype must be bf16, f16 or f32, got '" + dtype + "'"));
   spec.dtype = *dt;
   const auto positive = [](std::optional<int> v, const char* what) {
-    if (v && *v <= 0) throw StatusError(Status::InvalidArgument(std::string(what) + " must be positive"));
+    if (v && *v <= 0)
+      throw StatusError(Status::InvalidArgument(std::string(what) + " must be positive"));
   };
   positive(layers, "layers");
   positive(heads, "heads");
@@ -111,7 +119,8 @@ PYBIND11_MODULE(_blockkv, m) {
     }
   });
   m.def("_register_errors", &RegisterErrors, py::arg("classes"),
-        "Sets the exception class raised for each Status code name (the package does this at import).");
+        "Sets the exception class raised for each Status code name (the package does this at "
+        "import).");
   m.def("version", [] { return std::string(blockkv::Version()); });
 #if BLOCKKV_HAVE_CUDA
   m.attr("have_cuda") = true;
@@ -120,7 +129,8 @@ PYBIND11_MODULE(_blockkv, m) {
 #endif
   m.def("make_model", &MakeModel, py::arg("dir"), py::arg("preset") = "tiny", py::arg("seed") = 1,
         py::arg("arch") = "", py::arg("dtype") = "bf16", py::arg("layers") = py::none(),
-        py::arg("heads") = py::none(), py::arg("kv_heads") = py::none(), py::arg("head_dim") = py::none());
+        py::arg("heads") = py::none(), py::arg("kv_heads") = py::none(),
+        py::arg("head_dim") = py::none());
   m.def("preset_names", [] { return blockkv::SyntheticPresetNames(); });
   m.def("arch_names", [] { return blockkv::SyntheticArchNames(); });
 

@@ -1,12 +1,13 @@
-// The pybind11 extension `blockkv._blockkv`: pieces shared by its files (module.cc: errors, versions,
-// make_model; module_engine.cc: the engine; module_store.cc: the store).
+// The pybind11 extension `blockkv._blockkv`: pieces shared by its files (module.cc: errors,
+// versions, make_model; module_engine.cc: the engine; module_store.cc: the store).
 //
-// The extension is a translation layer only: Python objects in, library calls, Python objects out. The
-// Python package (tools/python/blockkv/__init__.py) wraps these classes in documented ones.
+// The extension is a translation layer only: Python objects in, library calls, Python objects out.
+// The Python package (tools/python/blockkv/__init__.py) wraps these classes in documented ones.
 //
-// Errors: a non-OK Status becomes a StatusError, which the module's exception translator raises as the
-// blockkv exception class registered for its code (blockkv.NotFoundError, ...; blockkv.Error otherwise),
-// carrying the Status message. The GIL is released around every call into blockkv that can take time.
+// Errors: a non-OK Status becomes a StatusError, which the module's exception translator raises as
+// the blockkv exception class registered for its code (blockkv.NotFoundError, ...; blockkv.Error
+// otherwise), carrying the Status message. The GIL is released around every call into blockkv that
+// can take time.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -46,8 +47,8 @@ T ValueOrThrow(StatusOr<T> v) {
 }
 
 // A store shared by the Python Store object and any Engine opened over it. Calls take `mu` shared;
-// TryCatchUp (secondary mode), which must run alone, takes it exclusively. Closing drops the pointer:
-// calls in flight keep the store alive until they finish.
+// TryCatchUp (secondary mode), which must run alone, takes it exclusively. Closing drops the
+// pointer: calls in flight keep the store alive until they finish.
 struct StoreHandle {
   std::shared_ptr<BlockStore> store;
   mutable std::shared_mutex mu;
@@ -55,9 +56,9 @@ struct StoreHandle {
   bool read_only = false;
 };
 
-// Runs f(BlockStore*) with the GIL released and the handle's lock held shared; returns what f returns (C++
-// values: no Python object may be touched inside). Throws InvalidArgument (ValueError) once the store was
-// closed.
+// Runs f(BlockStore*) with the GIL released and the handle's lock held shared; returns what f
+// returns (C++ values: no Python object may be touched inside). Throws InvalidArgument (ValueError)
+// once the store was closed.
 template <typename F>
 auto WithStore(const StoreHandle& h, F&& f) {
   py::gil_scoped_release release;

@@ -1,6 +1,7 @@
-// blockkv._blockkv._Engine: a model backend, a store and an Engine together, answering text prompts and
-// precomputing passages. Every call into the engine runs with the GIL released; the Engine is thread-safe, so
-// several Python threads may call generate() at once (requests then run one at a time on the backend).
+// blockkv._blockkv._Engine: a model backend, a store and an Engine together, answering text prompts
+// and precomputing passages. Every call into the engine runs with the GIL released; the Engine is
+// thread-safe, so several Python threads may call generate() at once (requests then run one at a
+// time on the backend).
 #include <pybind11/numpy.h>
 
 #include <algorithm>
@@ -29,8 +30,8 @@ namespace blockkv::python {
 
 namespace {
 
-// Everything one Python Engine holds. Members are destroyed in reverse order: the engine first, the store
-// last.
+// Everything one Python Engine holds. Members are destroyed in reverse order: the engine first, the
+// store last.
 struct EngineParts {
   std::shared_ptr<BlockStore> store;  // null: no store (block mode then encodes every block)
   std::string store_path;
@@ -47,7 +48,8 @@ class PyEngine {
  public:
   explicit PyEngine(std::shared_ptr<EngineParts> parts) : parts_(std::move(parts)) {}
 
-  // The parts, kept alive for the caller's use even if close() runs meanwhile. ValueError once closed.
+  // The parts, kept alive for the caller's use even if close() runs meanwhile. ValueError once
+  // closed.
   std::shared_ptr<EngineParts> parts() const {
     std::lock_guard<std::mutex> lock(mu_);
     if (!parts_) throw StatusError(Status::InvalidArgument("the engine is closed"));
@@ -74,32 +76,39 @@ class PyEngine {
 
 const Tokenizer& NeedTokenizer(const EngineParts& p, const char* what) {
   if (!p.tokenizer)
-    throw StatusError(Status::InvalidArgument("model " + p.model_dir + " has no tokenizer.json: " + what +
-                                              " needs one"));
+    throw StatusError(Status::InvalidArgument("model " + p.model_dir +
+                                              " has no tokenizer.json: " + what + " needs one"));
   return *p.tokenizer;
 }
 
-std::unique_ptr<PyEngine> OpenEngine(const std::string& model, py::object store, const std::string& device,
-                                     uint64_t gpu_tier, uint64_t host_tier, const std::string& tier_policy,
-                                     const std::string& kv_dtype, const std::string& codec, bool store_misses,
-                                     bool stream_layers) {
+std::unique_ptr<PyEngine> OpenEngine(const std::string& model, py::object store,
+                                     const std::string& device, uint64_t gpu_tier,
+                                     uint64_t host_tier, const std::string& tier_policy,
+                                     const std::string& kv_dtype, const std::string& codec,
+                                     bool store_misses, bool stream_layers) {
   if (device != "cpu" && device != "cuda")
-    throw StatusError(Status::InvalidArgument("device must be 'cpu' or 'cuda', got '" + device + "'"));
-  if (gpu_tier > 0 && device != "cuda") throw StatusError(Status::InvalidArgument("gpu_tier needs device='cuda'"));
+    throw StatusError(
+        Status::InvalidArgument("device must be 'cpu' or 'cuda', got '" + device + "'"));
+  if (gpu_tier > 0 && device != "cuda")
+    throw StatusError(Status::InvalidArgument("gpu_tier needs device='cuda'"));
   if (gpu_tier > 0 && !stream_layers)
-    throw StatusError(Status::InvalidArgument("gpu_tier needs the streamed prefill (stream_layers=True)"));
+    throw StatusError(
+        Status::InvalidArgument("gpu_tier needs the streamed prefill (stream_layers=True)"));
   EngineOptions eo;
   const std::optional<CachePolicyKind> policy = ParseCachePolicyKind(tier_policy);
   if (!policy)
-    throw StatusError(Status::InvalidArgument("tier_policy must be tinylfu, 2q or lru, got '" + tier_policy + "'"));
+    throw StatusError(Status::InvalidArgument("tier_policy must be tinylfu, 2q or lru, got '" +
+                                              tier_policy + "'"));
   eo.tier_policy = *policy;
-  // As the CLI: f32 on the CPU (block mode equals the masked reference exactly), bf16 on the GPU (its keys and
-  // values are bf16 already).
+  // As the CLI: f32 on the CPU (block mode equals the masked reference exactly), bf16 on the GPU
+  // (its keys and values are bf16 already).
   if (kv_dtype.empty()) {
     eo.kv_dtype = device == "cuda" ? DType::kBF16 : DType::kF32;
   } else {
     const std::optional<DType> dt = ParseDType(kv_dtype);
-    if (!dt) throw StatusError(Status::InvalidArgument("kv_dtype must be f32, bf16 or f16, got '" + kv_dtype + "'"));
+    if (!dt)
+      throw StatusError(
+          Status::InvalidArgument("kv_dtype must be f32, bf16 or f16, got '" + kv_dtype + "'"));
     eo.kv_dtype = *dt;
   }
   eo.store_misses = store_misses;
@@ -116,7 +125,11 @@ std::unique_ptr<PyEngine> OpenEngine(const std::string& model, py::object store,
     std::shared_lock lock(h.mu);
     if (!h.store) throw StatusError(Status::InvalidArgument("store " + h.path + " is closed"));
     if (h.read_only)
-      throw StatusError(Status::InvalidArgument("store " + h.path + " is open read-only; an engine writes to it"));
+      throw StatusError(Status::InvalidArgument("store " + h.path +
+                                                " is open read-only; an engine writes to it"));
+    if (!codec.empty())
+      throw StatusError(Status::InvalidArgument(
+          "codec belongs to the store: give it to blockkv.Store(), not to the engine over it"));
     p->store = h.store;
     p->store_path = h.path;
   } else if (!store.is_none()) {
@@ -125,7 +138,9 @@ std::unique_ptr<PyEngine> OpenEngine(const std::string& model, py::object store,
   StoreOptions so;
   if (!codec.empty()) {
     const std::optional<Codec> c = ParseCodec(codec);
-    if (!c) throw StatusError(Status::InvalidArgument("codec must be raw or zstd-split, got '" + codec + "'"));
+    if (!c)
+      throw StatusError(
+          Status::InvalidArgument("codec must be raw or zstd-split, got '" + codec + "'"));
     so.codec = *c;
   }
 
@@ -140,18 +155,22 @@ std::unique_ptr<PyEngine> OpenEngine(const std::string& model, py::object store,
       throw StatusError(Status::NotSupported("device='cuda': no usable CUDA device (" + why + ")"));
     p->backend = ValueOrThrow(cuda::CudaBackend::Open(model));
 #else
-    throw StatusError(Status::NotSupported("device='cuda': this blockkv was built without the CUDA backend"));
+    throw StatusError(
+        Status::NotSupported("device='cuda': this blockkv was built without the CUDA backend"));
 #endif
   }
   std::error_code ec;
   if (std::filesystem::exists(std::filesystem::path(model) / "tokenizer.json", ec))
     p->tokenizer = ValueOrThrow(Tokenizer::Load(model));
-  // Generation stops at the model's eos ids and its tokenizer's end-of-turn ids, as `blockkv run` does.
+  // Generation stops at the model's eos ids and its tokenizer's end-of-turn ids, as `blockkv run`
+  // does.
   p->stop_ids = p->backend->config().eos_token_ids;
   if (p->tokenizer)
     for (int32_t id : p->tokenizer->config().stop_ids)
-      if (std::find(p->stop_ids.begin(), p->stop_ids.end(), id) == p->stop_ids.end()) p->stop_ids.push_back(id);
-  if (!p->store && !p->store_path.empty()) p->store = ValueOrThrow(BlockStore::Open(p->store_path, so));
+      if (std::find(p->stop_ids.begin(), p->stop_ids.end(), id) == p->stop_ids.end())
+        p->stop_ids.push_back(id);
+  if (!p->store && !p->store_path.empty())
+    p->store = ValueOrThrow(BlockStore::Open(p->store_path, so));
   p->engine = std::make_unique<Engine>(p->backend.get(), p->store.get(), eo);
   return std::make_unique<PyEngine>(std::move(p));
 }
@@ -160,14 +179,14 @@ std::string TypeName(const py::handle& o) { return py::str(py::type::of(o).attr(
 
 std::string StrField(const py::dict& d, const char* key, size_t index, bool required) {
   if (!d.contains(key)) {
-    if (required)
-      throw py::key_error("passage " + std::to_string(index) + ": no '" + key + "'");
+    if (required) throw py::key_error("passage " + std::to_string(index) + ": no '" + key + "'");
     return "";
   }
   py::object v = d[key];
   if (v.is_none() && !required) return "";
   if (!py::isinstance<py::str>(v))
-    throw py::type_error("passage " + std::to_string(index) + ": '" + key + "' must be a str, got " + TypeName(v));
+    throw py::type_error("passage " + std::to_string(index) + ": '" + key +
+                         "' must be a str, got " + TypeName(v));
   return v.cast<std::string>();
 }
 
@@ -181,8 +200,8 @@ std::vector<int32_t> TokenList(const py::handle& o, const std::string& where) {
   }
 }
 
-// The prompt's passages: a str is a stored passage id; a mapping gives "text" (and "title", "id"), or only
-// "id".
+// The prompt's passages: a str is a stored passage id; a mapping gives "text" (and "title", "id"),
+// or only "id".
 std::vector<PassageRef> ParsePassageRefs(const py::iterable& passages) {
   std::vector<PassageRef> out;
   size_t i = 0;
@@ -191,12 +210,15 @@ std::vector<PassageRef> ParsePassageRefs(const py::iterable& passages) {
       out.push_back(PassageRef{item.cast<std::string>(), "", ""});
     } else if (py::isinstance<py::dict>(item)) {
       const py::dict d = py::reinterpret_borrow<py::dict>(item);
-      PassageRef r{StrField(d, "id", i, false), StrField(d, "title", i, false), StrField(d, "text", i, false)};
+      PassageRef r{StrField(d, "id", i, false), StrField(d, "title", i, false),
+                   StrField(d, "text", i, false)};
       if (r.id.empty() && r.text.empty())
-        throw py::value_error("passage " + std::to_string(i) + ": give its stored 'id' or its 'text'");
+        throw py::value_error("passage " + std::to_string(i) +
+                              ": give its stored 'id' or its 'text'");
       out.push_back(std::move(r));
     } else {
-      throw py::type_error("passage " + std::to_string(i) + ": expected a stored id (str) or a dict with 'text', got " +
+      throw py::type_error("passage " + std::to_string(i) +
+                           ": expected a stored id (str) or a dict with 'text', got " +
                            TypeName(item));
     }
     ++i;
@@ -204,8 +226,9 @@ std::vector<PassageRef> ParsePassageRefs(const py::iterable& passages) {
   return out;
 }
 
-// Passes text to a Python callable as it is generated (on the thread that runs the request, taking the GIL
-// for each piece). An exception from the callable ends its calls and is raised once the request is done.
+// Passes text to a Python callable as it is generated (on the thread that runs the request, taking
+// the GIL for each piece). An exception from the callable ends generation there and is raised once
+// the request is done.
 class TextSink {
  public:
   // Made and destroyed with the GIL held.
@@ -218,6 +241,8 @@ class TextSink {
     if (!s.ok() && status_.ok()) status_ = s;
     Emit(piece);
   }
+  // Whether the callable raised (generation should stop).
+  bool failed() const { return failed_; }
   // With the GIL released; then rethrows what the callable raised.
   void Finish() {
     std::string rest;
@@ -249,8 +274,8 @@ class TextSink {
 py::dict Generate(const PyEngine& self, const std::string& question, const py::iterable& passages,
                   int max_new_tokens, float temperature, int top_k, float top_p, uint64_t seed,
                   const std::string& system, const py::object& stop, const std::string& mode,
-                  const std::string& format, const std::optional<std::string>& passage_template, bool logits,
-                  const py::object& on_text) {
+                  const std::string& format, const std::optional<std::string>& passage_template,
+                  bool logits, const py::object& on_text) {
   const std::shared_ptr<EngineParts> p = self.parts();
   TextPrompt prompt;
   prompt.question = question;
@@ -258,23 +283,29 @@ py::dict Generate(const PyEngine& self, const std::string& question, const py::i
   prompt.passages = ParsePassageRefs(passages);
   if (max_new_tokens < 0) throw StatusError(Status::InvalidArgument("max_new_tokens must be >= 0"));
   if (mode != "block" && mode != "full")
-    throw StatusError(Status::InvalidArgument("mode must be 'block' or 'full', got '" + mode + "'"));
+    throw StatusError(
+        Status::InvalidArgument("mode must be 'block' or 'full', got '" + mode + "'"));
   TextPromptOptions topts;
   if (!format.empty()) {
     topts.format = ParsePromptFormatKind(format);
-    if (!topts.format) throw StatusError(Status::InvalidArgument("format must be 'chat' or 'paper', got '" + format + "'"));
+    if (!topts.format)
+      throw StatusError(
+          Status::InvalidArgument("format must be 'chat' or 'paper', got '" + format + "'"));
   }
   if (passage_template) topts.passage_template = *passage_template;
   std::vector<int32_t> stops = p->stop_ids;
   if (!stop.is_none()) {
     if (py::isinstance<py::str>(stop))
-      throw py::type_error("stop takes token ids (an int or a sequence of ints); stop strings are not supported");
-    stops = py::isinstance<py::int_>(stop) ? std::vector<int32_t>{stop.cast<int32_t>()} : TokenList(stop, "stop");
+      throw py::type_error(
+          "stop takes token ids (an int or a sequence of ints); stop strings are not supported");
+    stops = py::isinstance<py::int_>(stop) ? std::vector<int32_t>{stop.cast<int32_t>()}
+                                           : TokenList(stop, "stop");
   }
   const Tokenizer& tokenizer = NeedTokenizer(*p, "generate");
   std::optional<TextSink> sink;
   if (!on_text.is_none()) {
-    if (!PyCallable_Check(on_text.ptr())) throw py::type_error("on_text must be callable, got " + TypeName(on_text));
+    if (!PyCallable_Check(on_text.ptr()))
+      throw py::type_error("on_text must be callable, got " + TypeName(on_text));
     sink.emplace(&tokenizer, on_text);
   }
 
@@ -283,12 +314,16 @@ py::dict Generate(const PyEngine& self, const std::string& question, const py::i
   std::string text;
   {
     py::gil_scoped_release release;
-    req = ValueOrThrow(BuildTextRequest(prompt, tokenizer, p->store.get(), p->backend->fingerprint(), topts));
+    req = ValueOrThrow(
+        BuildTextRequest(prompt, tokenizer, p->store.get(), p->backend->fingerprint(), topts));
     req.mode = mode == "block" ? AttentionMode::kBlock : AttentionMode::kFull;
     req.decode.max_new_tokens = max_new_tokens;
     req.decode.sampling = {temperature, top_k, top_p, seed};
     req.decode.stop_token_ids = stops;
-    if (sink) req.decode.on_token = [&sink](int32_t id) { sink->Push(id); };
+    if (sink) {
+      req.decode.on_token = [&sink](int32_t id) { sink->Push(id); };
+      req.decode.stop_requested = [&sink] { return sink->failed(); };
+    }
     r = ValueOrThrow(p->engine->Run(req));
     if (sink) sink->Finish();
     text = ValueOrThrow(tokenizer.Decode(r.tokens, /*skip_special_tokens=*/true));
@@ -309,7 +344,8 @@ py::dict Generate(const PyEngine& self, const std::string& question, const py::i
   d["timing"] = JsonToPython(TimingToJson(r.timing));
   d["mode"] = mode;
   d["device"] = p->backend->name();
-  if (logits) d["logits"] = py::array_t<float>(static_cast<py::ssize_t>(r.logits.size()), r.logits.data());
+  if (logits)
+    d["logits"] = py::array_t<float>(static_cast<py::ssize_t>(r.logits.size()), r.logits.data());
   return d;
 }
 
@@ -321,7 +357,8 @@ struct PassageIn {
 py::dict Precompute(const PyEngine& self, const py::iterable& passages,
                     const std::optional<std::string>& passage_template) {
   const std::shared_ptr<EngineParts> p = self.parts();
-  if (!p->store) throw StatusError(Status::InvalidArgument("precompute needs an engine with a store"));
+  if (!p->store)
+    throw StatusError(Status::InvalidArgument("precompute needs an engine with a store"));
   std::vector<PassageIn> in;
   bool any_text = false;
   size_t i = 0;
@@ -340,33 +377,41 @@ py::dict Precompute(const PyEngine& self, const py::iterable& passages,
     } else if (py::isinstance<py::tuple>(item) && py::len(item) == 2) {
       const py::tuple t = py::reinterpret_borrow<py::tuple>(item);
       if (!py::isinstance<py::str>(t[0]))
-        throw py::type_error("passage " + std::to_string(i) + ": the id must be a str, got " + TypeName(t[0]));
+        throw py::type_error("passage " + std::to_string(i) + ": the id must be a str, got " +
+                             TypeName(t[0]));
       e.id = t[0].cast<std::string>();
       e.tokens = TokenList(t[1], "passage " + e.id);
     } else {
-      throw py::type_error("passage " + std::to_string(i) +
-                           ": expected a dict {'id', 'text', 'title'?} or an (id, token_ids) tuple, got " +
-                           TypeName(item));
+      throw py::type_error(
+          "passage " + std::to_string(i) +
+          ": expected a dict {'id', 'text', 'title'?} or an (id, token_ids) tuple, got " +
+          TypeName(item));
     }
     if (e.id.empty()) throw py::value_error("passage " + std::to_string(i) + ": empty id");
-    if (e.tokens.empty() && e.text.empty()) throw py::value_error("passage " + e.id + ": no text and no tokens");
+    if (e.tokens.empty() && e.text.empty())
+      throw py::value_error("passage " + e.id + ": no text and no tokens");
     in.push_back(std::move(e));
     ++i;
   }
-  const Tokenizer* tokenizer = any_text ? &NeedTokenizer(*p, "precompute of text passages") : nullptr;
-  const std::string tmpl = passage_template ? *passage_template : std::string(kDefaultPassageTemplate);
+  const Tokenizer* tokenizer =
+      any_text ? &NeedTokenizer(*p, "precompute of text passages") : nullptr;
+  const std::string tmpl =
+      passage_template ? *passage_template : std::string(kDefaultPassageTemplate);
   size_t encoded = 0, present = 0, tokens = 0;
   std::vector<std::string> ids;
   double seconds = 0;
   {
     py::gil_scoped_release release;
-    // Every text passage is tokenized before anything is stored (as `blockkv precompute`), so a bad one stops
-    // the call cleanly.
+    // Every text passage is tokenized before anything is stored (as `blockkv precompute`), so a bad
+    // one stops the call cleanly.
     for (PassageIn& e : in) {
       if (e.text.empty()) continue;
-      StatusOr<std::vector<int32_t>> t = PassageTokens(*tokenizer, tmpl, PassageRef{e.id, e.title, e.text});
+      StatusOr<std::vector<int32_t>> t =
+          PassageTokens(*tokenizer, tmpl, PassageRef{e.id, e.title, e.text});
       if (!t.ok()) throw StatusError(t.status().WithContext("passage " + e.id));
-      if (t->empty()) throw StatusError(Status::InvalidArgument("passage " + e.id + ": its text gives no tokens"));
+      if (t->empty())
+        throw StatusError(
+            Status::InvalidArgument("passage " + e.id + ": its text gives no tokens"));
       e.tokens = std::move(t).value();
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -414,36 +459,44 @@ py::dict ModelInfo(const PyEngine& self) {
 
 void BindEngine(py::module_& m) {
   py::class_<PyEngine>(m, "_Engine")
-      .def(py::init(&OpenEngine), py::arg("model"), py::arg("store") = py::none(), py::arg("device") = "cpu",
-           py::arg("gpu_tier") = 0, py::arg("host_tier") = 0, py::arg("tier_policy") = "tinylfu",
-           py::arg("kv_dtype") = "", py::arg("codec") = "", py::arg("store_misses") = true,
-           py::arg("stream_layers") = true)
+      .def(py::init(&OpenEngine), py::arg("model"), py::arg("store") = py::none(),
+           py::arg("device") = "cpu", py::arg("gpu_tier") = 0, py::arg("host_tier") = 0,
+           py::arg("tier_policy") = "tinylfu", py::arg("kv_dtype") = "", py::arg("codec") = "",
+           py::arg("store_misses") = true, py::arg("stream_layers") = true)
       .def("generate", &Generate, py::arg("question"), py::arg("passages") = py::tuple(),
            py::arg("max_new_tokens") = 16, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
-           py::arg("top_p") = 1.0f, py::arg("seed") = 0, py::arg("system") = "", py::arg("stop") = py::none(),
-           py::arg("mode") = "block", py::arg("format") = "", py::arg("passage_template") = py::none(),
-           py::arg("logits") = false, py::arg("on_text") = py::none())
+           py::arg("top_p") = 1.0f, py::arg("seed") = 0, py::arg("system") = "",
+           py::arg("stop") = py::none(), py::arg("mode") = "block", py::arg("format") = "",
+           py::arg("passage_template") = py::none(), py::arg("logits") = false,
+           py::arg("on_text") = py::none())
       .def("precompute", &Precompute, py::arg("passages"), py::arg("passage_template") = py::none())
-      .def("tokenize",
-           [](const PyEngine& self, const std::string& text, bool add_special_tokens) {
-             const std::shared_ptr<EngineParts> p = self.parts();
-             const Tokenizer& t = NeedTokenizer(*p, "tokenize");
-             py::gil_scoped_release release;
-             return ValueOrThrow(t.Encode(text, add_special_tokens));
-           },
-           py::arg("text"), py::arg("add_special_tokens") = false)
-      .def("decode",
-           [](const PyEngine& self, const std::vector<int32_t>& ids, bool skip_special_tokens) {
-             const std::shared_ptr<EngineParts> p = self.parts();
-             const Tokenizer& t = NeedTokenizer(*p, "decode");
-             py::gil_scoped_release release;
-             return ValueOrThrow(t.Decode(ids, skip_special_tokens));
-           },
-           py::arg("ids"), py::arg("skip_special_tokens") = true)
-      .def("metrics", [](const PyEngine& self) { return JsonToPython(self.parts()->engine->metrics().ToJson()); })
-      .def("metrics_prometheus", [](const PyEngine& self) { return self.parts()->engine->metrics().ToPrometheus(); })
+      .def(
+          "tokenize",
+          [](const PyEngine& self, const std::string& text, bool add_special_tokens) {
+            const std::shared_ptr<EngineParts> p = self.parts();
+            const Tokenizer& t = NeedTokenizer(*p, "tokenize");
+            py::gil_scoped_release release;
+            return ValueOrThrow(t.Encode(text, add_special_tokens));
+          },
+          py::arg("text"), py::arg("add_special_tokens") = false)
+      .def(
+          "decode",
+          [](const PyEngine& self, const std::vector<int32_t>& ids, bool skip_special_tokens) {
+            const std::shared_ptr<EngineParts> p = self.parts();
+            const Tokenizer& t = NeedTokenizer(*p, "decode");
+            py::gil_scoped_release release;
+            return ValueOrThrow(t.Decode(ids, skip_special_tokens));
+          },
+          py::arg("ids"), py::arg("skip_special_tokens") = true)
+      .def("metrics",
+           [](const PyEngine& self) {
+             return JsonToPython(self.parts()->engine->metrics().ToJson());
+           })
+      .def("metrics_prometheus",
+           [](const PyEngine& self) { return self.parts()->engine->metrics().ToPrometheus(); })
       .def("model_info", &ModelInfo)
-      .def_property_readonly("device", [](const PyEngine& self) { return self.parts()->backend->name(); })
+      .def_property_readonly("device",
+                             [](const PyEngine& self) { return self.parts()->backend->name(); })
       .def_property_readonly("closed", &PyEngine::closed)
       .def("store_handle",
            [](const PyEngine& self) -> py::object {

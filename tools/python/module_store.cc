@@ -1,5 +1,5 @@
-// blockkv._blockkv._Store: a BlockStore as Python sees it (listing, stats, verify, export to and import from
-// numpy arrays or safetensors exchange files, pins, removal).
+// blockkv._blockkv._Store: a BlockStore as Python sees it (listing, stats, verify, export to and
+// import from numpy arrays or safetensors exchange files, pins, removal).
 #include <pybind11/numpy.h>
 
 #include <cstring>
@@ -76,7 +76,9 @@ std::shared_ptr<StoreHandle> OpenStore(const std::string& path, bool read_only, 
   }
   if (!codec.empty()) {
     const std::optional<Codec> c = ParseCodec(codec);
-    if (!c) throw StatusError(Status::InvalidArgument("codec must be raw or zstd-split, got '" + codec + "'"));
+    if (!c)
+      throw StatusError(
+          Status::InvalidArgument("codec must be raw or zstd-split, got '" + codec + "'"));
     o.codec = *c;
   }
   auto h = std::make_shared<StoreHandle>();
@@ -95,12 +97,15 @@ void CloseStore(StoreHandle& h) {
   h.store.reset();
 }
 
-py::list List(const StoreHandle& h, const std::optional<std::string>& model, bool pinned_only, uint64_t limit) {
+py::list List(const StoreHandle& h, const std::optional<std::string>& model, bool pinned_only,
+              uint64_t limit) {
   ListOptions lo;
   lo.pinned_only = pinned_only;
   if (model) {
     const std::optional<Hash128> fp = Hash128::FromHex(*model);
-    if (!fp) throw StatusError(Status::InvalidArgument("model must be 32 hex digits, got '" + *model + "'"));
+    if (!fp)
+      throw StatusError(
+          Status::InvalidArgument("model must be 32 hex digits, got '" + *model + "'"));
     lo.model = ModelFingerprint(*fp);
   }
   std::vector<BlockMeta> metas = WithStore(h, [&](BlockStore* s) {
@@ -136,15 +141,18 @@ py::dict Verify(const StoreHandle& h) {
 }
 
 py::dict Show(const StoreHandle& h, const std::string& ref, bool tokens) {
-  const BlockMeta m =
-      WithStore(h, [&](BlockStore* s) { return ValueOrThrow(s->GetMeta(ValueOrThrow(ResolveBlockRef(s, ref)))); });
+  const BlockMeta m = WithStore(h, [&](BlockStore* s) {
+    return ValueOrThrow(s->GetMeta(ValueOrThrow(ResolveBlockRef(s, ref))));
+  });
   return MetaDict(m, tokens);
 }
 
-// The block's keys and values as float32 arrays (layers, tokens, kv_heads, head_dim), with its metadata.
+// The block's keys and values as float32 arrays (layers, tokens, kv_heads, head_dim), with its
+// metadata.
 py::dict Export(const StoreHandle& h, const std::string& ref) {
-  const BlockMeta m =
-      WithStore(h, [&](BlockStore* s) { return ValueOrThrow(s->GetMeta(ValueOrThrow(ResolveBlockRef(s, ref)))); });
+  const BlockMeta m = WithStore(h, [&](BlockStore* s) {
+    return ValueOrThrow(s->GetMeta(ValueOrThrow(ResolveBlockRef(s, ref))));
+  });
   const std::vector<py::ssize_t> shape = {m.num_layers, m.num_tokens(), m.kv_heads, m.head_dim};
   py::array_t<float> keys(shape), values(shape);
   float* kp = keys.mutable_data();
@@ -153,7 +161,8 @@ py::dict Export(const StoreHandle& h, const std::string& ref) {
     const size_t per_layer = size_t{m.num_tokens()} * m.kv_heads * m.head_dim;
     const uint64_t tb = m.tensor_bytes();
     const bool direct = m.dtype == DType::kF32;  // read straight into the arrays
-    std::vector<std::vector<uint8_t>> staged(direct ? 0 : 2 * m.num_layers, std::vector<uint8_t>(tb));
+    std::vector<std::vector<uint8_t>> staged(direct ? 0 : 2 * m.num_layers,
+                                             std::vector<uint8_t>(tb));
     std::vector<LayerRequest> reqs(m.num_layers);
     for (uint32_t l = 0; l < m.num_layers; ++l) {
       reqs[l].id = m.id;
@@ -187,23 +196,27 @@ std::string ExportFile(const StoreHandle& h, const std::string& ref, const std::
 
 // Stores a block from float arrays (layers, tokens, kv_heads, head_dim), kept as `dtype`.
 py::dict ImportArrays(const StoreHandle& h, const FloatArray& keys, const FloatArray& values,
-                      const std::string& model_fingerprint, const std::vector<int32_t>& tokens, const std::string& name,
-                      const std::string& dtype, bool pin) {
+                      const std::string& model_fingerprint, const std::vector<int32_t>& tokens,
+                      const std::string& name, const std::string& dtype, bool pin) {
   if (keys.ndim() != 4 || values.ndim() != 4)
-    throw StatusError(Status::InvalidArgument("keys and values must be 4-d arrays (layers, tokens, kv_heads, "
-                                              "head_dim)"));
+    throw StatusError(
+        Status::InvalidArgument("keys and values must be 4-d arrays (layers, tokens, kv_heads, "
+                                "head_dim)"));
   for (int i = 0; i < 4; ++i)
     if (keys.shape(i) != values.shape(i))
       throw StatusError(Status::InvalidArgument("keys and values differ in shape"));
   if (keys.shape(1) != static_cast<py::ssize_t>(tokens.size()))
-    throw StatusError(Status::InvalidArgument("the arrays hold " + std::to_string(keys.shape(1)) + " tokens, tokens " +
-                                              "lists " + std::to_string(tokens.size())));
+    throw StatusError(Status::InvalidArgument("the arrays hold " + std::to_string(keys.shape(1)) +
+                                              " tokens, tokens " + "lists " +
+                                              std::to_string(tokens.size())));
   const std::optional<Hash128> fp = Hash128::FromHex(model_fingerprint);
   if (!fp)
-    throw StatusError(
-        Status::InvalidArgument("model_fingerprint must be 32 hex digits, got '" + model_fingerprint + "'"));
+    throw StatusError(Status::InvalidArgument("model_fingerprint must be 32 hex digits, got '" +
+                                              model_fingerprint + "'"));
   const std::optional<DType> dt = ParseDType(dtype);
-  if (!dt) throw StatusError(Status::InvalidArgument("dtype must be f32, bf16 or f16, got '" + dtype + "'"));
+  if (!dt)
+    throw StatusError(
+        Status::InvalidArgument("dtype must be f32, bf16 or f16, got '" + dtype + "'"));
   BlockToPut put;
   put.model = ModelFingerprint(*fp);
   put.tokens = tokens;
@@ -241,7 +254,8 @@ py::dict ImportArrays(const StoreHandle& h, const FloatArray& keys, const FloatA
 }
 
 // Stores the block of a safetensors exchange file (db/block_exchange.h), as `blockkv import` does.
-py::dict ImportFile(const StoreHandle& h, const std::string& path, const std::string& name, bool pin) {
+py::dict ImportFile(const StoreHandle& h, const std::string& path, const std::string& name,
+                    bool pin) {
   const BlockMeta m = WithStore(h, [&](BlockStore* s) {
     BlockFile bf = ValueOrThrow(ReadBlockFile(path));
     if (!name.empty()) bf.put.name = name;
@@ -271,38 +285,47 @@ void Refresh(StoreHandle& h) {
 
 void BindStore(py::module_& m) {
   py::class_<StoreHandle, std::shared_ptr<StoreHandle>>(m, "_Store")
-      .def(py::init(&OpenStore), py::arg("path"), py::arg("read_only") = false, py::arg("create") = true,
-           py::arg("codec") = "")
+      .def(py::init(&OpenStore), py::arg("path"), py::arg("read_only") = false,
+           py::arg("create") = true, py::arg("codec") = "")
       .def_readonly("path", &StoreHandle::path)
       .def_readonly("read_only", &StoreHandle::read_only)
-      .def_property_readonly("closed", [](const StoreHandle& h) {
-        std::shared_lock lock(h.mu);
-        return h.store == nullptr;
-      })
+      .def_property_readonly("closed",
+                             [](const StoreHandle& h) {
+                               std::shared_lock lock(h.mu);
+                               return h.store == nullptr;
+                             })
       .def("close", &CloseStore)
-      .def("ls", &List, py::arg("model") = py::none(), py::arg("pinned_only") = false, py::arg("limit") = 0)
-      .def("stat", [](const StoreHandle& h) {
-        return StatsDict(WithStore(h, [](BlockStore* s) { return ValueOrThrow(s->GetStats()); }));
-      })
+      .def("ls", &List, py::arg("model") = py::none(), py::arg("pinned_only") = false,
+           py::arg("limit") = 0)
+      .def("stat",
+           [](const StoreHandle& h) {
+             return StatsDict(
+                 WithStore(h, [](BlockStore* s) { return ValueOrThrow(s->GetStats()); }));
+           })
       .def("show", &Show, py::arg("ref"), py::arg("tokens") = false)
-      .def("resolve", [](const StoreHandle& h, const std::string& ref) {
-        return WithStore(h, [&](BlockStore* s) { return ValueOrThrow(ResolveBlockRef(s, ref)).ToHex(); });
-      })
+      .def("resolve",
+           [](const StoreHandle& h, const std::string& ref) {
+             return WithStore(
+                 h, [&](BlockStore* s) { return ValueOrThrow(ResolveBlockRef(s, ref)).ToHex(); });
+           })
       .def("verify", &Verify)
       .def("export", &Export, py::arg("ref"))
       .def("export_file", &ExportFile, py::arg("ref"), py::arg("path"))
-      .def("import_arrays", &ImportArrays, py::arg("keys"), py::arg("values"), py::arg("model_fingerprint"),
-           py::arg("tokens"), py::arg("name") = "", py::arg("dtype") = "f32", py::arg("pin") = false)
-      .def("import_file", &ImportFile, py::arg("path"), py::arg("name") = "", py::arg("pin") = false)
+      .def("import_arrays", &ImportArrays, py::arg("keys"), py::arg("values"),
+           py::arg("model_fingerprint"), py::arg("tokens"), py::arg("name") = "",
+           py::arg("dtype") = "f32", py::arg("pin") = false)
+      .def("import_file", &ImportFile, py::arg("path"), py::arg("name") = "",
+           py::arg("pin") = false)
       .def("rm", &ByRef<&BlockStore::Delete>, py::arg("ref"))
       .def("pin", &ByRef<&BlockStore::Pin>, py::arg("ref"))
       .def("unpin", &ByRef<&BlockStore::Unpin>, py::arg("ref"))
-      .def("compact", [](const StoreHandle& h) {
-        WithStore(h, [](BlockStore* s) {
-          ThrowIfError(s->Compact());
-          return 0;
-        });
-      })
+      .def("compact",
+           [](const StoreHandle& h) {
+             WithStore(h, [](BlockStore* s) {
+               ThrowIfError(s->Compact());
+               return 0;
+             });
+           })
       .def("refresh", &Refresh);
 }
 

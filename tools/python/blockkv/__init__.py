@@ -415,7 +415,8 @@ class Engine:
         over the whole prompt (the baseline). ``format``: "chat" (the model's chat template) or "paper"
         (Block-Attention's format); default chat when the model has a template. ``logits=True`` adds the
         last position's logits. ``on_text`` is called with each piece of text as it is generated (from the
-        calling thread, holding the GIL for the call); what it raises is raised once the request ends.
+        calling thread, holding the GIL for the call); what it raises stops the generation there and is
+        raised once the request ends.
         """
         if not isinstance(question, str):
             raise TypeError(f"question must be a str, got {type(question).__name__}")
