@@ -430,3 +430,41 @@ def test_retrieval_example_end_to_end(tmp_path, python_env):
     text = subprocess.run([sys.executable, str(EXAMPLE), "--work-dir", str(tmp_path)], check=True,
                           capture_output=True, text=True, env=python_env).stdout
     assert "retrieved: harbor-002" in text and text.count("answer: ") == 4
+
+
+def test_retrieval_example_through_the_server(tmp_path, python_env, cli, model_dir):
+    """The same questions through `blockkv serve` with a plain HTTP client: the same retrieval, the same
+    greedy answers as the engine in this process gives over the same model."""
+    log = open(tmp_path / "serve.log", "w+")
+    server = subprocess.Popen([cli, "serve", "--model", str(model_dir), "--store", str(tmp_path / "served"),
+                               "--port", "0", "--api-key", "k"], stderr=log)
+    try:
+        port = None
+        for _ in range(400):
+            log.seek(0)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read())
+            if m:
+                port = int(m.group(1))
+                break
+            assert server.poll() is None, "the server exited"
+            time.sleep(0.05)
+        assert port, "the server did not start"
+        base = [sys.executable, str(EXAMPLE), "--json", "--top-k", "2", "--model", str(model_dir),
+                "--question", QUESTION, "--question", "When is the festival?"]
+        over_http = json.loads(subprocess.run(base + ["--server", f"http://127.0.0.1:{port}", "--api-key", "k"],
+                                              check=True, capture_output=True, text=True, env=python_env).stdout)
+        assert over_http["precompute"]["encoded"] == 12
+        local = json.loads(subprocess.run(base + ["--work-dir", str(tmp_path / "local")], check=True,
+                                          capture_output=True, text=True, env=python_env).stdout)
+        for h, l in zip(over_http["answers"], local["answers"]):
+            assert h["retrieved"] == l["retrieved"]
+            assert [b["name"] for b in h["blocks"]] == [b["name"] for b in l["blocks"]]
+            assert h["text"] == l["text"]
+        # Without the key the server refuses, and the example says so.
+        bad = subprocess.run(base + ["--server", f"http://127.0.0.1:{port}"], capture_output=True, text=True,
+                             env={k: v for k, v in python_env.items() if k != "BLOCKKV_API_KEY"})
+        assert bad.returncode != 0 and "401" in bad.stderr
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+        log.close()

@@ -14,7 +14,10 @@
 
 Without --model it writes blockkv's synthetic tiny model (random weights: the answers are noise, the path
 is real). Where the answers come from is behind one small interface (`Answerer`: prepare, answer), so an
-HTTP client of `blockkv serve` can stand in for the local engine.
+HTTP client of `blockkv serve` stands in for the local engine with --server URL:
+
+    blockkv serve --model DIR --store DIR --port 8000 &
+    /usr/bin/python3 tools/python/examples/retrieval.py --server http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import os
 import re
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -118,7 +123,41 @@ class LocalAnswerer(Answerer):
         self.engine.close()
 
 
+class HttpAnswerer(Answerer):
+    """A running `blockkv serve`, over plain HTTP (urllib; no client library): the same questions, the passages
+    named by id in the OpenAI-style body's `passages` field."""
+
+    def __init__(self, url: str, api_key: Optional[str] = None):
+        self.url = url.rstrip("/")
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = "Bearer " + api_key
+
+    def _post(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=300) as res:
+                return json.loads(res.read())
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')}") from None
+
+    def prepare(self, corpus: List[dict]) -> dict:
+        passages = [{"id": p["id"], "text": p["text"], **({"title": p["title"]} if p.get("title") else {})}
+                    for p in corpus]
+        return self._post("/v1/passages", {"passages": passages})
+
+    def answer(self, question: str, passage_ids: List[str], max_new_tokens: int) -> dict:
+        r = self._post("/v1/chat/completions", {"messages": [{"role": "user", "content": question}],
+                                                "passages": passage_ids, "max_tokens": max_new_tokens,
+                                                "temperature": 0})
+        return {"text": r["choices"][0]["message"]["content"],
+                "blocks": [{"name": b.get("name", ""), "tier": b["tier"]} for b in r["blockkv"]["blocks"]],
+                "ttft_ms": r["blockkv"]["timing"]["ttft_ms"]}
+
+
 def open_answerer(args: argparse.Namespace, work: str) -> Answerer:
+    if args.server:
+        return HttpAnswerer(args.server, args.api_key or os.environ.get("BLOCKKV_API_KEY"))
     model = args.model
     if model is None:
         model = blockkv.make_model(os.path.join(work, "model"), preset="tiny", seed=1)
@@ -165,6 +204,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--work-dir", help="keep the model and store here (default: a temporary directory)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--server", help="ask a running `blockkv serve` at this URL (e.g. http://127.0.0.1:8000) "
+                                    "instead of an engine in this process")
+    p.add_argument("--api-key", help="with --server: its API key (default: $BLOCKKV_API_KEY)")
     return p.parse_args(argv)
 
 
