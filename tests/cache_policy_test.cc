@@ -187,10 +187,9 @@ BOOST_AUTO_TEST_CASE(random_operations_keep_budget_pins_and_stats) {
     CachePolicyKind kind;
     bool adaptive;
   };
-  for (const Config& config : {Config{CachePolicyKind::kLru, true},
-                               Config{CachePolicyKind::kTinyLfu, true},
-                               Config{CachePolicyKind::kTinyLfu, false},
-                               Config{CachePolicyKind::kTwoQ, true}}) {
+  for (const Config& config :
+       {Config{CachePolicyKind::kLru, true}, Config{CachePolicyKind::kTinyLfu, true},
+        Config{CachePolicyKind::kTinyLfu, false}, Config{CachePolicyKind::kTwoQ, true}}) {
     const CachePolicyKind kind = config.kind;
     for (uint64_t seed = 1; seed <= 3; ++seed) {
       BOOST_TEST_CONTEXT("policy " << CachePolicyKindName(kind) << " adaptive " << config.adaptive
@@ -281,7 +280,8 @@ BOOST_AUTO_TEST_CASE(random_operations_keep_budget_pins_and_stats) {
         } else {
           BOOST_TEST(st.filtered == 0u);
         }
-        if (kind != CachePolicyKind::kTinyLfu || !config.adaptive) BOOST_TEST(st.sketch_resets == 0u);
+        if (kind != CachePolicyKind::kTinyLfu || !config.adaptive)
+          BOOST_TEST(st.sketch_resets == 0u);
       }
     }
   }

@@ -74,8 +74,9 @@ void RegisterBenchCacheCommand(CLI::App& app) {
                   "tinylfu: share of the budget for the admission window")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
-  sub->add_flag("--no-adaptive", [o](int64_t) { o->adaptive = false; },
-                "tinylfu: plain W-TinyLFU, without the shadows that detect popularity shifts");
+  sub->add_flag(
+      "--no-adaptive", [o](int64_t) { o->adaptive = false; },
+      "tinylfu: plain W-TinyLFU, without the shadows that detect popularity shifts");
   sub->add_option("--policies", o->policies, "Policies to run, comma-separated (lru, tinylfu, 2q)")
       ->capture_default_str();
   sub->add_option("--seed", o->trace.seed, "Seed of the trace")->capture_default_str();

@@ -239,8 +239,8 @@ class FrequencySketch {
   uint64_t ages_ = 0;
 };
 
-// Decides when adaptive W-TinyLFU should forget its frequency history. Fed, for every access, whether
-// it hit in the cache, in a shadow LRU and in a shadow plain W-TinyLFU of the same budget.
+// Decides when adaptive W-TinyLFU should forget its frequency history. Fed, for every access,
+// whether it hit in the cache, in a shadow LRU and in a shadow plain W-TinyLFU of the same budget.
 //
 // The test (a one-sided CUSUM, Page 1954): lag = max(0, lag + lru_hit - hit - kDrift) grows while
 // the LRU shadow hits what the cache misses, by more than kDrift per access on average; it fires at
@@ -249,12 +249,13 @@ class FrequencySketch {
 //    must be negative: frequency history has not been paying off lately. It is positive wherever
 //    W-TinyLFU is the better policy (stationary popularity, one-off streams, scans, and popularity
 //    that comes back within the sketch's memory), so there the cache never forgets.
-//  - armed: after a reset the cache must first catch up with the LRU shadow (an exponential average,
-//    time constant a quarter of a sample period, of hit - lru_hit back at 0 or above), so that the
-//    lag of its own re-warming does not trigger another reset.
-// A sample period is as many accesses as the sketch has entries (about the resident blocks).
-// kDrift and kThreshold were chosen by the simulation in docs/cache_policy.md: detection comes a few
-// hundred accesses after a shift on its traces, and never fires on the traces without shifts.
+//  - armed: after a reset the cache must first catch up with the LRU shadow (an exponential
+//    average, time constant a quarter of a sample period, of hit - lru_hit back at 0 or above), so
+//    that the lag of its own re-warming does not trigger another reset.
+// Resets are also at least a sample period apart, which bounds their amortized cost. A sample
+// period is as many accesses as the sketch has entries (about the resident blocks).
+// kDrift and kThreshold were chosen by the simulation in docs/cache_policy.md: detection comes a
+// few hundred accesses after a shift on its traces, and never fires on the traces without shifts.
 class ShiftDetector {
  public:
   static constexpr double kDrift = 0.02;
@@ -267,10 +268,12 @@ class ShiftDetector {
     catch_up_ += (h - l - catch_up_) * (4.0 / p);
     memory_gain_ += (t - l - memory_gain_) / (20.0 * p);
     if (!armed_ && catch_up_ >= 0.0) armed_ = true;
+    if (quiet_ > 0) --quiet_;
     lag_ = std::max(0.0, lag_ + l - h - kDrift);
-    if (lag_ <= kThreshold || !armed_ || memory_gain_ >= 0.0) return false;
+    if (lag_ <= kThreshold || !armed_ || quiet_ > 0 || memory_gain_ >= 0.0) return false;
     lag_ = 0.0;
     armed_ = false;
+    quiet_ = period;
     return true;
   }
 
@@ -279,6 +282,7 @@ class ShiftDetector {
   double catch_up_ = 0.0;
   double memory_gain_ = 0.0;
   bool armed_ = true;
+  uint64_t quiet_ = 0;  // accesses before another reset may come: at least a sample period apart
 };
 
 }  // namespace
@@ -339,17 +343,19 @@ class CachePolicy::Impl {
 
   bool Admit(const CacheKey& key, uint64_t bytes, std::vector<CacheKey>* evicted) {
     if (evicted != nullptr) evicted->clear();
-    if (map_.count(key) != 0) return true;
+    auto [it, inserted] = map_.try_emplace(key);
+    if (!inserted) return true;
     if (lru_shadow_ != nullptr) {  // the shadows keep what they would have kept, pins or not
       lru_shadow_->Admit(key, bytes, nullptr);
       plain_shadow_->Admit(key, bytes, nullptr);
     }
     // Everything unpinned can be displaced, so this is the whole test of whether the block can fit.
     if (bytes > capacity_ - pinned_) {
+      map_.erase(it);
       ++stats_.rejected;
       return false;
     }
-    Entry* e = &map_[key];
+    Entry* e = &it->second;
     e->key = key;
     e->hash = HashCacheKey(key);
     e->bytes = bytes;
@@ -405,12 +411,13 @@ class CachePolicy::Impl {
 
   bool Erase(const CacheKey& key) {
     if (options_.kind == CachePolicyKind::kTwoQ) EraseGhost(key);
-    if (lru_shadow_ != nullptr) {
+    auto it = map_.find(key);
+    const bool pinned = it != map_.end() && it->second.pins != 0;
+    if (lru_shadow_ != nullptr && !pinned) {  // the block is gone: the shadows forget it too
       lru_shadow_->Erase(key);
       plain_shadow_->Erase(key);
     }
-    auto it = map_.find(key);
-    if (it == map_.end() || it->second.pins != 0) return false;
+    if (it == map_.end() || pinned) return false;
     Entry* e = &it->second;
     lists_[e->segment].Remove(e);
     segment_bytes_[e->segment] -= e->bytes;
@@ -660,17 +667,18 @@ class CachePolicy::Impl {
   uint64_t pinned_ = 0;
   uint64_t pending_bytes_ = 0;  // kTinyLfu: bytes of the pending candidates
 
-  FrequencySketch sketch_;                                      // kTinyLfu
+  FrequencySketch sketch_;       // kTinyLfu
   std::vector<Entry*> victims_;  // kTinyLfu: the blocks WinsAdmission would displace
+  std::unordered_map<CacheKey, Entry, CacheKeyHasher> ghosts_;  // kTwoQ: A1out, keys and sizes only
+  EntryList ghost_list_;
 
   // Adaptive kTinyLfu (null otherwise): the shadows, a plain LRU and a plain W-TinyLFU of the same
-  // budget, fed every access and offer; they hold keys and sizes only.
+  // budget, fed every access and offer, pins aside; they hold keys and sizes, never blocks.
   std::unique_ptr<Impl> lru_shadow_;
   std::unique_ptr<Impl> plain_shadow_;
   ShiftDetector shift_detector_;
-  uint64_t recovery_end_ages_ = 0;  // recovering from a detected shift while sketch_.ages() is below
-  std::unordered_map<CacheKey, Entry, CacheKeyHasher> ghosts_;  // kTwoQ: A1out, keys and sizes only
-  EntryList ghost_list_;
+  // Recovering from a detected shift while sketch_.ages() is below this.
+  uint64_t recovery_end_ages_ = 0;
 
   // The Admit under way.
   Entry* admitting_ = nullptr;

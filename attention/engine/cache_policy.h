@@ -37,11 +37,12 @@
 // Invariants after every call: used_bytes() <= capacity_bytes; no pinned key was displaced.
 //
 // Cost: O(1) per Touch/Pin/Unpin/Erase and O(1 + blocks displaced) per Admit (expected: a hash map;
-// amortized: the sketch's aging, or its reset on a detected shift, touches its whole table at most
-// once per 5 accesses per entry it is sized for). No call scans the resident set. About 100 bytes
-// per resident block; adaptive kTinyLfu adds its two shadows, about 100 bytes per block each that
-// they remember (keys and sizes, never blocks) plus the shadow's sketch, and about three times the
-// time per call (each access is replayed against both shadows).
+// amortized: the sketch's aging touches its whole table once per 5 accesses per entry it is sized
+// for, a reset after a detected shift at most once per access per entry). No call scans the
+// resident set. About 100 bytes per resident block for kLru, 130 for kTinyLfu; adaptive kTinyLfu
+// adds its two shadows, about 100 bytes each per block they remember (keys and sizes, never
+// blocks), 335 bytes per block in all, and takes 2-3 times as long per call (each access is
+// replayed against both shadows).
 //
 // Sizes the policy cares about are the caller's: bytes may be raw or stored bytes, as long as the
 // budget is in the same unit.
@@ -176,7 +177,8 @@ class CachePolicy {
 
   // Removes a resident, unpinned key (its block was deleted or the tier gave its memory back); the
   // caller frees the block. Returns false, and changes nothing, if the key is not resident or is
-  // pinned. (kTwoQ also forgets a ghost of the key; adaptive kTinyLfu, the key in its shadows.)
+  // pinned. (kTwoQ also forgets a ghost of the key; adaptive kTinyLfu forgets the key in its
+  // shadows unless it is pinned.)
   bool Erase(const CacheKey& key);
 
   bool Contains(const CacheKey& key) const;
