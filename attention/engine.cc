@@ -441,6 +441,16 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
       }
       r.block_hit.push_back(src != BlockSource::kEncoded);
     }
+    // A store hit evicted since its lookup is encoded instead (and stored again after the first token).
+    auto encode_instead = [&](size_t i) -> Status {
+      r.block_hit[i] = false;
+      r.block_source[i] = BlockSource::kEncoded;
+      auto e0 = Clock::now();
+      ASSIGN_OR_RETURN(q.kvs[i], Encode(req.blocks[i].tokens));
+      t.encode_ms += Ms(e0, Clock::now());
+      q.to_store.push_back(i);
+      return Status::OK();
+    };
     bool done = false;
     const bool any_hit = std::find(r.block_hit.begin(), r.block_hit.end(), true) != r.block_hit.end();
     for (int attempt = 0; any_hit && stream && !done; ++attempt) {
@@ -481,13 +491,7 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
         for (size_t i = 0; i < req.blocks.size(); ++i) {
           if (r.block_source[i] != BlockSource::kStore) continue;
           ASSIGN_OR_RETURN(bool present, store_->Contains(r.block_ids[i]));
-          if (present) continue;
-          r.block_hit[i] = false;
-          r.block_source[i] = BlockSource::kEncoded;
-          auto e0 = Clock::now();
-          ASSIGN_OR_RETURN(q.kvs[i], Encode(req.blocks[i].tokens));
-          t.encode_ms += Ms(e0, Clock::now());
-          q.to_store.push_back(i);
+          if (!present) RETURN_IF_ERROR(encode_instead(i));
         }
       }
     }
@@ -514,12 +518,7 @@ StatusOr<EngineResult> Engine::RunLocked(const EngineRequest& req) {
         Status s = LoadLayers(r.block_ids[i], q.metas[i], &q.kvs[i], &bytes);  // metadata checked at lookup
         t.load_ms += Ms(l1, Clock::now());
         if (s.IsNotFound()) {  // evicted between the lookup and the read
-          r.block_hit[i] = false;
-          r.block_source[i] = BlockSource::kEncoded;
-          auto e0 = Clock::now();
-          ASSIGN_OR_RETURN(q.kvs[i], Encode(req.blocks[i].tokens));
-          t.encode_ms += Ms(e0, Clock::now());
-          q.to_store.push_back(i);
+          RETURN_IF_ERROR(encode_instead(i));
         } else {
           RETURN_IF_ERROR(s);
           t.bytes_loaded += bytes;

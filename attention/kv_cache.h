@@ -2,6 +2,8 @@
 //
 // Layout everywhere: per layer, token-major (tokens, kv_heads, head_dim) float32 — the store's
 // layout (DESIGN §4), so one block's layer is one contiguous slab of a token-major cache.
+//
+// Ownership and threads: plain values owned by whoever holds them; not synchronized.
 #pragma once
 
 #include <cstdint>

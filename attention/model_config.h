@@ -6,6 +6,9 @@
 // / num_attention_heads. Anything that would change the arithmetic and that the runtime does not
 // implement (another activation, MLP biases, dynamic/yarn RoPE) is refused with NotSupported rather
 // than silently ignored.
+//
+// Threads: parsing is a pure function; a ModelConfig is a plain value. Errors: InvalidArgument naming the
+// field, NotSupported for arithmetic the runtime does not implement.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,8 @@
 // explicit attention mask and explicit positions. Written independently of attention/cpu/ (it
 // shares only the weights and ComputeInvFreq, which rope_test checks on its own). Slow: O(T^2) per
 // layer with no blocking; meant for prompts of a few hundred tokens on tiny models.
+//
+// Threads: pure functions, safe from any thread. Errors: InvalidArgument for inputs of the wrong shape.
 #pragma once
 
 #include <cstdint>

@@ -7,6 +7,8 @@
 //
 // Keys are stored pre-RoPE (DESIGN §2) and rotated once at their real positions `offset + i` by
 // ApplyRope.
+//
+// Threads: pure functions on caller-owned buffers, safe from any thread.
 #pragma once
 
 #include <cstdint>

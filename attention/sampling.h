@@ -1,6 +1,8 @@
 // Choosing the next token from logits: greedy, or temperature / top-k / top-p sampling from a
 // seeded generator whose sequence is the same on every platform (xoshiro256**, seeded by
 // splitmix64).
+//
+// Ownership and threads: a Sampler holds its generator's state and belongs to one thread.
 #pragma once
 
 #include <array>

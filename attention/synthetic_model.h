@@ -9,6 +9,9 @@
 // tied to the LM head), q/k/v ~ N(0, 1/hidden) (q doubled to sharpen attention), o/down ~ N(0,
 // 1/(fan_in × layers)), gate/up ~ N(0, 1/hidden), norm weights 1 + N(0, 0.05²), biases N(0, 0.2²),
 // lm_head ~ N(0, 4/hidden).
+//
+// Threads: pure functions, safe from any thread on distinct directories. Errors: InvalidArgument for an
+// unknown preset or shape, IOError when the directory cannot be written.
 #pragma once
 
 #include <cstdint>

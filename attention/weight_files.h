@@ -3,6 +3,9 @@
 // A directory holds either `model.safetensors` or `model.safetensors.index.json` (whose
 // `weight_map` names the shard of every tensor). Shards are memory-mapped by SafetensorsReader and
 // stay mapped while the WeightFiles lives; TensorViews point into the mappings.
+//
+// Ownership and threads: WeightFiles owns its mappings; after Open it is read-only and may be read from any
+// number of threads. Errors: IOError, InvalidArgument/Corruption naming the tensor or shard.
 #pragma once
 
 #include <map>

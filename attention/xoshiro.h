@@ -1,5 +1,7 @@
 // xoshiro256** (Blackman and Vigna), the generator behind Sampler (attention/sampling.h), in one place for
 // the host and the CUDA sampler (attention/cuda/sampling.cu), so that both draw the same sequence.
+//
+// Threads: pure functions on a caller-owned state.
 #pragma once
 
 #include <cstdint>

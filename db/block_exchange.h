@@ -3,6 +3,9 @@
 // Tensors `k.{layer}` and `v.{layer}` of shape [tokens, kv_heads, head_dim] in bf16, f16 or f32 (all the
 // same), and `__metadata__` with `model_fingerprint` (32 hex digits) and `tokens` (a JSON list of ints);
 // optional `name`. This is how KV made elsewhere (e.g. by Python code) enters a store.
+//
+// Threads and errors: plain functions, safe from any thread on distinct files; every malformed input is an
+// InvalidArgument or Corruption naming the tensor or field, never a crash.
 #pragma once
 
 #include <memory>

@@ -3,6 +3,8 @@
 // A ModelFingerprint is an opaque 128-bit value that the runtime derives from a model's architecture and
 // weights (attention/model_config.h); db/ treats it as bytes. A BlockId is XXH3-128 over
 // (fingerprint, token ids), so a block of one model can never be served to another (DESIGN §4).
+//
+// Threads: value types and pure functions, safe from any thread.
 #pragma once
 
 #include <array>

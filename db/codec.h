@@ -7,6 +7,8 @@
 // The raw bytes are dims[0]*dims[1]*dims[2]*dims[3] elements of dtype, row-major. Decoding checks the
 // header's own checksum, the sizes, and XXH3-64 of the decoded bytes; any mismatch is a Corruption error.
 // Nothing undecodable is ever returned as data.
+//
+// Threads: pure functions of their arguments, safe from any thread; buffers belong to the caller.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,6 @@
 // Element types of stored tensors, and exact conversions between them and float.
+//
+// Threads: pure functions, safe from any thread; buffers belong to the caller.
 #pragma once
 
 #include <cstddef>

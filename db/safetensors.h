@@ -3,6 +3,10 @@
 // Format: u64 little-endian header length N, N bytes of JSON {"name": {"dtype", "shape", "data_offsets"},
 // "__metadata__": {str: str}}, then the data. The reader validates everything it hands out (offsets
 // inside the file, byte counts matching dtype × shape, no overlap) so that later code can trust it.
+//
+// Ownership and threads: a reader owns its mapping and may be read from several threads at once;
+// WriteSafetensors is a plain function (safe on distinct paths). Errors: IOError for the file,
+// InvalidArgument/Corruption naming the tensor.
 #pragma once
 
 #include <cstdint>

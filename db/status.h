@@ -2,6 +2,8 @@
 //
 // A Status is either OK or carries a code and a message that names the thing that failed (a block id, a
 // file, a tensor). rocksdb::Status is converted in one place (db/rocksdb_util.h).
+//
+// Threads: values; a Status or StatusOr belongs to whoever holds it.
 #pragma once
 
 #include <cassert>

@@ -17,6 +17,7 @@
 #include "attention/rope.h"
 #include "attention/sampling.h"
 #include "tests/attention_test_util.h"
+#include "tests/cuda_test_util.h"
 
 namespace blockkv::testing {
 namespace {
@@ -24,24 +25,10 @@ namespace {
 namespace bdata = boost::unit_test::data;
 using cuda::Precision;
 
-bool HaveGpu() {
-  std::string why;
-  if (cuda::CudaRuntime::DeviceAvailable(&why)) return true;
-  ReportSkipped("no CUDA device (" + why + ")");
-  BOOST_TEST_MESSAGE("skipped: no CUDA device");
-  return false;
-}
-
 // Tolerance of one rounding to the storage type, relative to the largest magnitude.
 double RoundingTol(Precision p) { return p == Precision::kBF16 ? 4e-3 : 1e-3; }
 
 Precision PrecisionOf(int i) { return i == 0 ? Precision::kBF16 : Precision::kFP16; }
-
-template <typename T>
-T Get(StatusOr<T> v) {
-  BOOST_REQUIRE_MESSAGE(v.ok(), v.status().ToString());
-  return std::move(v).value();
-}
 
 
 // q * cos + rotate_half(q) * sin of one token's heads at `position`, through the CPU's ApplyRope.

@@ -21,6 +21,7 @@
 #include "attention/cuda/cuda_runtime.h"
 #include "attention/engine.h"
 #include "tests/attention_test_util.h"
+#include "tests/cuda_test_util.h"
 
 namespace blockkv::testing {
 namespace {
@@ -31,19 +32,6 @@ using cuda::Precision;
 
 constexpr double kEndToEndTol = 3e-2;
 
-bool HaveGpu() {
-  std::string why;
-  if (CudaRuntime::DeviceAvailable(&why)) return true;
-  ReportSkipped("no CUDA device (" + why + ")");
-  BOOST_TEST_MESSAGE("skipped: no CUDA device");
-  return false;
-}
-
-template <typename T>
-T Get(StatusOr<T> v) {
-  BOOST_REQUIRE_MESSAGE(v.ok(), v.status().ToString());
-  return std::move(v).value();
-}
 
 // The "small" preset of `arch` reshaped to head_dim 64 (the CUDA kernels' sizes): llama3 with GQA group
 // 4, the others group 2.

@@ -15,25 +15,13 @@
 #include "attention/cuda/cuda_runtime.h"
 #include "attention/engine.h"
 #include "tests/attention_test_util.h"
+#include "tests/cuda_test_util.h"
 
 namespace blockkv::testing {
 namespace {
 
 using cuda::CudaRuntime;
 
-bool HaveGpu() {
-  std::string why;
-  if (CudaRuntime::DeviceAvailable(&why)) return true;
-  ReportSkipped("no CUDA device (" + why + ")");
-  BOOST_TEST_MESSAGE("skipped: no CUDA device");
-  return false;
-}
-
-template <typename T>
-T Get(StatusOr<T> v) {
-  BOOST_REQUIRE_MESSAGE(v.ok(), v.status().ToString());
-  return std::move(v).value();
-}
 
 SyntheticModelSpec Spec(uint64_t seed) {
   SyntheticModelSpec s = Get(SyntheticPreset("small", "llama3"));

@@ -1,5 +1,7 @@
 #include "tools/cli_util.h"
 
+#include <algorithm>
+
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
@@ -166,6 +168,12 @@ WorkDir::WorkDir(const std::string& given, const std::string& prefix) : path_(gi
 WorkDir::~WorkDir() {
   std::error_code ec;
   if (remove_) std::filesystem::remove_all(path_, ec);
+}
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
 }
 
 }  // namespace blockkv::cli

@@ -6,6 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "db/block_store.h"
 
@@ -45,6 +46,8 @@ BlockId ResolveBlock(BlockStore* store, const std::string& ref);
 // "1.5G", "512MiB", "100m", "4096" -> bytes (K/M/G/T are powers of 1024). nullopt if malformed.
 std::optional<uint64_t> ParseSize(const std::string& text);
 std::string FormatBytes(uint64_t bytes);  // "1.23 GiB"
+// The q-quantile (q in [0, 1]) of `v` by nearest rank; 0 when empty.
+double Percentile(std::vector<double> v, double q);
 std::string FormatTime(uint64_t unix_micros);  // "2026-11-30 06:10:01"
 
 nlohmann::json MetaToJson(const BlockMeta& m, bool with_tokens);

@@ -16,16 +16,6 @@
 
 namespace blockkv::cli {
 
-namespace {
-
-double Percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
-}
-
-}  // namespace
-
 void RegisterBenchHttpCommand(CLI::App& app) {
   struct Opts {
     std::string host = "127.0.0.1", api_key, json_out, passages;

@@ -1,4 +1,6 @@
 // Storage precision of the CUDA backend's weights, activations and KV cache (arithmetic is fp32).
+//
+// Threads: constants and pure functions.
 #pragma once
 
 namespace blockkv::cuda {

@@ -6,8 +6,9 @@
 // V of each layer are contiguous. Whatever the form, a hit gives exactly the values a store read would give
 // (the same conversion of the same bytes), so the logits do not depend on the tier.
 //
-// Ownership: a HostBlock owns its memory (from the arena, or the heap without one) and gives it back when
-// destroyed; the arena must outlive it.
+// Ownership and threads: a HostBlock owns its memory (from the arena, or the heap without one) and gives it
+// back when destroyed; the arena must outlive it. A block is written once, before the tier holds it, and only
+// read afterwards, from any number of threads. The tier's own threading is tier.h's.
 #pragma once
 
 #include <cstdint>

@@ -79,6 +79,20 @@ struct HttpServer::Impl {
     return std::make_shared<Slot>(this);
   }
 
+  // Takes a slot and parses the body as JSON; false (the error answered: 429, 400) if either fails.
+  bool Admit(const httplib::Request& hreq, httplib::Response& res, std::shared_ptr<Slot>* slot, json* body) {
+    *slot = TakeSlot();
+    if (*slot == nullptr) {
+      SendError(res, 429, "too many requests at once (at most " + std::to_string(options.max_concurrent) + ")");
+      return false;
+    }
+    *body = json::parse(hreq.body, nullptr, /*allow_exceptions=*/false);
+    if (body->is_discarded()) {
+      SendError(res, 400, "the request body is not valid JSON");
+      return false;
+    }
+    return true;
+  }
   void Completion(const httplib::Request& hreq, httplib::Response& res, bool chat);
   void Passages(const httplib::Request& hreq, httplib::Response& res);
 };
@@ -175,13 +189,9 @@ void HttpServer::Route() {
 }
 
 void HttpServer::Impl::Completion(const httplib::Request& hreq, httplib::Response& res, bool chat) {
-  std::shared_ptr<Slot> slot = TakeSlot();
-  if (slot == nullptr) {
-    SendError(res, 429, "too many requests at once (at most " + std::to_string(options.max_concurrent) + ")");
-    return;
-  }
-  const json body = json::parse(hreq.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return SendError(res, 400, "the request body is not valid JSON");
+  std::shared_ptr<Slot> slot;
+  json body;
+  if (!Admit(hreq, res, &slot, &body)) return;
   StatusOr<CompletionRequest> parsed = ParseCompletionRequest(body, chat, options.limits);
   if (!parsed.ok()) return SendError(res, 400, parsed.status().message());
   auto creq = std::make_shared<CompletionRequest>(std::move(parsed).value());
@@ -282,13 +292,9 @@ void HttpServer::Impl::Completion(const httplib::Request& hreq, httplib::Respons
 }
 
 void HttpServer::Impl::Passages(const httplib::Request& hreq, httplib::Response& res) {
-  std::shared_ptr<Slot> slot = TakeSlot();
-  if (slot == nullptr) {
-    SendError(res, 429, "too many requests at once (at most " + std::to_string(options.max_concurrent) + ")");
-    return;
-  }
-  const json body = json::parse(hreq.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return SendError(res, 400, "the request body is not valid JSON");
+  std::shared_ptr<Slot> slot;
+  json body;
+  if (!Admit(hreq, res, &slot, &body)) return;
   StatusOr<std::vector<PassageRef>> passages = ParsePassagesRequest(body, options.limits);
   if (!passages.ok()) return SendError(res, 400, passages.status().message());
   // Tokenize all first, so a bad passage stores nothing.
