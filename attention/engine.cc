@@ -351,7 +351,7 @@ Status Engine::BlockLayer(const Request& q, size_t i, uint32_t layer, DType dtyp
   return Status::OK();
 }
 
-void Engine::Admit(const Request& q) {
+void Engine::Admit(Request& q) {
   const ModelConfig& c = backend_->config();
   for (size_t i = 0; i < q.req.blocks.size(); ++i) {
     const BlockSource src = q.r.block_source[i];
@@ -371,6 +371,7 @@ void Engine::Admit(const Request& q) {
         if (!b->Allocate(host_arena_.get())) return nullptr;  // no free run that large in the arena
         for (uint32_t l = 0; l < b->layers; ++l)
           if (!BlockLayer(q, i, l, b->dtype, b->k(l), b->v(l)).ok()) return nullptr;  // e.g. evicted meanwhile
+        q.host[i] = b;  // the GPU tier's offer below copies from it instead of reading the store again
         return b;
       });
     }

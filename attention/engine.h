@@ -161,8 +161,9 @@ class Engine {
   StatusOr<EngineResult> RunLocked(const EngineRequest& request);
   // Layer `layer` of block i of the request in `dtype`, from the best copy it has at hand.
   Status BlockLayer(const Request& q, size_t i, uint32_t layer, DType dtype, void* k, void* v);
-  // Offers the request's blocks served from below to the tiers (after the first token).
-  void Admit(const Request& q);
+  // Offers the request's blocks served from below to the tiers (after the first token). A block the host
+  // tier admits becomes q.host[i], the source of the GPU tier's copy.
+  void Admit(Request& q);
   StatusOr<BlockKV> Encode(std::span<const int32_t> tokens);
   // InvalidArgument unless a stored block belongs to this model and has its shape.
   Status CheckMeta(const BlockId& id, const BlockMeta& m) const;
